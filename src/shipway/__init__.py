@@ -1,0 +1,7 @@
+"""Shipway: SageMaker's deployment strategies on your own machines."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The domain: shapes in SageMaker's vocabulary, enums, state machines and errors. No I/O."""

@@ -1,0 +1,100 @@
+"""Endpoint: a stable name routing to the variants of its current configuration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from shipway.domain.endpoint_config import EndpointConfig, RoutingConfig, ServerlessConfig
+from shipway.domain.model import Tag
+from shipway.domain.names import EntityName
+from shipway.domain.shape import Shape
+
+__all__ = [
+    "CreateEndpointInput",
+    "CreateEndpointOutput",
+    "DeployedImage",
+    "Endpoint",
+    "EndpointStatus",
+    "EndpointSummary",
+    "ProductionVariantSummary",
+    "VariantState",
+]
+
+
+class EndpointStatus(StrEnum):
+    OUT_OF_SERVICE = "OutOfService"
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    SYSTEM_UPDATING = "SystemUpdating"
+    ROLLING_BACK = "RollingBack"
+    IN_SERVICE = "InService"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+    UPDATE_ROLLBACK_FAILED = "UpdateRollbackFailed"
+
+
+class CreateEndpointInput(Shape):
+    endpoint_name: EntityName
+    endpoint_config_name: EntityName
+    deployment_config: dict[str, Any] | None = None
+    tags: Annotated[list[Tag], Field(max_length=50)] | None = None
+
+
+class CreateEndpointOutput(Shape):
+    endpoint_arn: str
+
+
+class DeployedImage(Shape):
+    specified_image: str | None = None
+    resolved_image: str | None = None
+    resolution_time: datetime | None = None
+
+
+class ProductionVariantSummary(Shape):
+    variant_name: str
+    deployed_images: list[DeployedImage] | None = None
+    current_weight: float | None = None
+    desired_weight: float | None = None
+    current_instance_count: int | None = None
+    desired_instance_count: int | None = None
+    variant_status: list[dict[str, Any]] | None = None
+    current_serverless_config: ServerlessConfig | None = None
+    desired_serverless_config: ServerlessConfig | None = None
+    routing_config: RoutingConfig | None = None
+
+
+class VariantState(Shape):
+    """What the endpoint wants of one variant (desired state), kept with the endpoint."""
+
+    variant_name: str
+    desired_weight: float
+    desired_instance_count: int
+
+
+class Endpoint(Shape):
+    """An endpoint as stored: its desired state and the status the controller reports."""
+
+    endpoint_name: str
+    endpoint_arn: str
+    endpoint_config_name: str
+    endpoint_status: EndpointStatus
+    failure_reason: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    creation_time: datetime
+    last_modified_time: datetime
+    config: EndpointConfig
+    """A private copy of the configuration: deleting the named config does not change this."""
+    variants: list[VariantState]
+    deployment_config: dict[str, Any] | None = None
+    tags: list[Tag] | None = None
+
+
+class EndpointSummary(Shape):
+    endpoint_name: str
+    endpoint_arn: str
+    creation_time: datetime
+    last_modified_time: datetime
+    endpoint_status: EndpointStatus

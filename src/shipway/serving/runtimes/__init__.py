@@ -1,0 +1,1 @@
+"""Runtimes, one module each, imported only when an instance uses them."""

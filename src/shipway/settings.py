@@ -1,0 +1,77 @@
+"""Settings: read once at the edge (CLI, server start) and passed down; never read elsewhere.
+
+Every field can be set from the environment as ``SHIPWAY_<FIELD>`` (``SHIPWAY_HOME``,
+``SHIPWAY_DATABASE_URL``...) or given directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shipway.domain.names import Account
+
+__all__ = ["Settings"]
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHIPWAY_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".shipway")
+    """The data dir: metadata database, artifact cache, instance sockets and logs."""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str | None = None
+    """SQLAlchemy URL of the metadata store; default: SQLite in the data dir."""
+    s3_endpoint_url: str | None = None
+    """Endpoint of an S3-compatible store (MinIO, moto...) for ``s3://`` URLs."""
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+
+    max_payload_bytes: int = 6 * MIB
+    """Largest real-time invocation body (SageMaker: 6 MB)."""
+    model_timeout_seconds: float = 60.0
+    """How long the router waits for a model's answer (SageMaker: 60 s)."""
+
+    instance_startup_timeout_seconds: float = 480.0
+    """Deadline for an instance's first healthy /ping (SageMaker's default: 8 minutes)."""
+    instance_stop_timeout_seconds: float = 30.0
+    """Grace between SIGTERM and SIGKILL when an instance stops (SageMaker: 30 s)."""
+    health_check_interval_seconds: float = 2.0
+    health_check_failures: int = 3
+    """Consecutive failed pings after which an instance is replaced."""
+    reconcile_interval_seconds: float = 0.5
+
+    max_batch_size: int = 64
+    """Adaptive batching: most requests merged into one predict call."""
+    max_batch_delay_ms: float = 0.0
+    """Adaptive batching: longest wait for more requests before predicting (0: take what is
+    queued)."""
+
+    @property
+    def account(self) -> Account:
+        return Account(region=self.region, account_id=self.account_id)
+
+    @property
+    def metadata_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'shipway.db'}"
+
+    @property
+    def artifact_cache(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def instance_types_file(self) -> Path:
+        return self.home / "instance-types.json"

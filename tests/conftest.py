@@ -1,0 +1,3 @@
+"""Fixtures shared by every test; fixture modules live in tests/fixtures/."""
+
+pytest_plugins: list[str] = []
