@@ -17,6 +17,7 @@ __all__ = [
     "CreateEndpointInput",
     "CreateEndpointOutput",
     "DeployedImage",
+    "DescribeEndpointOutput",
     "Endpoint",
     "EndpointStatus",
     "EndpointSummary",
@@ -88,6 +89,8 @@ class Endpoint(Shape):
     config: EndpointConfig
     """A private copy of the configuration: deleting the named config does not change this."""
     variants: list[VariantState]
+    generation: int = 1
+    """Bumped by each change of configuration; instances carry the generation they serve."""
     deployment_config: dict[str, Any] | None = None
     tags: list[Tag] | None = None
 
@@ -98,3 +101,19 @@ class EndpointSummary(Shape):
     creation_time: datetime
     last_modified_time: datetime
     endpoint_status: EndpointStatus
+
+
+class DescribeEndpointOutput(Shape):
+    endpoint_name: str
+    endpoint_arn: str
+    endpoint_config_name: str | None = None
+    production_variants: list[ProductionVariantSummary] | None = None
+    shadow_production_variants: list[ProductionVariantSummary] | None = None
+    data_capture_config: dict[str, Any] | None = None
+    endpoint_status: EndpointStatus
+    failure_reason: str | None = None
+    creation_time: datetime
+    last_modified_time: datetime
+    last_deployment_config: dict[str, Any] | None = None
+    async_inference_config: dict[str, Any] | None = None
+    pending_deployment_summary: dict[str, Any] | None = None

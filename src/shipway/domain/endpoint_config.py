@@ -50,7 +50,9 @@ class ProductionVariant(Shape):
     accelerator_type: str | None = None
     core_dump_config: dict[str, Any] | None = None
     serverless_config: ServerlessConfig | None = None
-    volume_size_in_gb: Annotated[int, Field(ge=1, le=512, alias="VolumeSizeInGB")] | None = None
+    volume_size_in_gb: Annotated[int, Field(ge=1, le=512)] | None = Field(
+        default=None, alias="VolumeSizeInGB"
+    )
     model_data_download_timeout_in_seconds: Annotated[int, Field(ge=60, le=3600)] | None = None
     container_startup_health_check_timeout_in_seconds: (
         Annotated[int, Field(ge=60, le=3600)] | None
@@ -117,9 +119,7 @@ class CreateEndpointConfigInput(Shape):
                     f"Variant '{variant.variant_name}' needs InstanceType and "
                     "InitialInstanceCount (or a ServerlessConfig)."
                 )
-        if self.production_variants and all(
-            v.weight == 0 for v in self.production_variants
-        ):
+        if self.production_variants and all(v.weight == 0 for v in self.production_variants):
             raise ValueError(
                 "At least one production variant must have an InitialVariantWeight above 0."
             )

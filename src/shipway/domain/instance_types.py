@@ -79,6 +79,6 @@ def _parse(data: Any, source: str) -> list[InstanceType]:
         return [InstanceType(**row) for row in data["instance_types"]]
     except (KeyError, TypeError) as exc:
         raise ValidationError(
-            f"{source} must be {{\"instance_types\": [{{\"name\", \"vcpus\", \"memory_gib\", "
-            f"\"price_per_hour\", ...}}]}}: {exc}"
+            f'{source} must be {{"instance_types": [{{"name", "vcpus", "memory_gib", '
+            f'"price_per_hour", ...}}]}}: {exc}'
         ) from exc

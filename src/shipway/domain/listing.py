@@ -30,9 +30,9 @@ class ListInput(Shape):
     sort_order: SortOrder = SortOrder.DESCENDING
     next_token: Annotated[str, StringConstraints(max_length=8192)] | None = None
     max_results: Annotated[int, Field(ge=1, le=100)] = 10
-    name_contains: Annotated[
-        str, StringConstraints(max_length=63, pattern=r"^[a-zA-Z0-9-]+$")
-    ] | None = None
+    name_contains: (
+        Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-zA-Z0-9-]+$")] | None
+    ) = None
     creation_time_before: datetime | None = None
     creation_time_after: datetime | None = None
 

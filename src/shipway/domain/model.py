@@ -46,9 +46,9 @@ class Tag(Shape):
 class ContainerDefinition(Shape):
     """One container of a model. ``image`` names the runtime that serves the artifact."""
 
-    container_hostname: Annotated[
-        str, StringConstraints(max_length=63, pattern=ENTITY_NAME_PATTERN)
-    ] | None = None
+    container_hostname: (
+        Annotated[str, StringConstraints(max_length=63, pattern=ENTITY_NAME_PATTERN)] | None
+    ) = None
     image: Annotated[str, StringConstraints(max_length=255, pattern=r"^[\S]+$")] | None = None
     image_config: dict[str, Any] | None = None
     mode: ContainerMode | None = None
@@ -104,9 +104,7 @@ class CreateModelInput(Shape):
             len(k) + len(v) for c in self.all_containers() for k, v in (c.environment or {}).items()
         )
         if total > MAX_ENVIRONMENT_BYTES:
-            raise ValueError(
-                "The environment variables of all containers together exceed 32 KB."
-            )
+            raise ValueError("The environment variables of all containers together exceed 32 KB.")
         return self
 
     def all_containers(self) -> list[ContainerDefinition]:

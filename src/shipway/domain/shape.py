@@ -7,7 +7,7 @@ it, naming each offending field by its wire path (``productionVariants.1.member.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import pydantic
@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_pascal
 
 from shipway.domain.errors import ValidationError
 
-__all__ = ["Shape", "dump", "parse"]
+__all__ = ["Shape", "describe", "describe_errors", "dump", "parse"]
 
 S = TypeVar("S", bound="Shape")
 
@@ -88,7 +88,11 @@ def _constraint(error: Any) -> str:
 
 def describe(exc: pydantic.ValidationError) -> str:
     """AWS's wording: ``N validation error(s) detected: Value 'x' at 'a.b' failed to ...``."""
-    errors = exc.errors()
+    return describe_errors(exc.errors())
+
+
+def describe_errors(errors: Sequence[Any], skip: int = 0) -> str:
+    """:func:`describe` for pydantic's error dicts; ``skip`` drops leading ``loc`` parts."""
     items = []
     for error in errors:
         if error["type"] == "value_error":
@@ -96,13 +100,15 @@ def describe(exc: pydantic.ValidationError) -> str:
             items.append(str(error.get("ctx", {}).get("error", error["msg"])))
             continue
         value = error.get("input")
-        shown = "null" if error["type"] == "missing" else repr(value) if value is not None else "null"
+        shown = (
+            "null" if error["type"] == "missing" else repr(value) if value is not None else "null"
+        )
         if isinstance(value, str):
             shown = f"'{value}'"
         elif isinstance(value, dict | list):
             shown = "[object]"
         items.append(
-            f"Value {shown} at '{_path(tuple(error['loc']))}' failed to satisfy constraint: "
+            f"Value {shown} at '{_path(tuple(error['loc'])[skip:])}' failed to satisfy constraint: "
             f"{_constraint(error)}"
         )
     count = len(items)

@@ -90,7 +90,7 @@ class Runtime(ABC):
         """Answer a whole request; only called when ``handles_payloads`` is True."""
         raise TypeError(f"runtime {self.name!r} does not handle whole payloads")
 
-    def unload(self) -> None:
+    def unload(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release the model. The default drops nothing; runtimes holding sessions override."""
 
     def metadata(self) -> dict[str, Any]:
@@ -127,7 +127,8 @@ def resolve_runtime(image: str | None) -> str:
     if name in RUNTIMES:
         return RUNTIMES[name]
     raise ValidationError(
-        f"Image '{image}' matches no runtime. Supported: " + ", ".join(sorted(RUNTIMES))
+        f"Image '{image}' matches no runtime. Supported: "
+        + ", ".join(sorted(RUNTIMES))
         + ", or an import string 'package.module:RuntimeClass'."
     )
 

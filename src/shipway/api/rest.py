@@ -1,0 +1,327 @@
+"""Shipway's own REST API (FastAPI; OpenAPI at ``/docs``).
+
+Resources under ``/api``: models, endpoint configurations, endpoints, instance types and metrics.
+Bodies use the same shapes as the SageMaker API, with its PascalCase member names. Invocations go
+to ``POST /endpoints/{name}/invocations``, the same path boto3's runtime client uses.
+
+Errors answer ``{"code": ..., "message": ...}`` with a status that says what happened: 400 bad
+input, 404 not found, 409 name taken or resource in use, 413 too large, 424 model error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from shipway import __version__
+from shipway.api.runtime import runtime_error
+from shipway.domain.endpoint import (
+    CreateEndpointInput,
+    CreateEndpointOutput,
+    DescribeEndpointOutput,
+    EndpointStatus,
+)
+from shipway.domain.endpoint_config import (
+    CreateEndpointConfigInput,
+    CreateEndpointConfigOutput,
+    EndpointConfig,
+)
+from shipway.domain.errors import (
+    AlreadyExists,
+    InvalidState,
+    ModelError,
+    NotFound,
+    PayloadTooLarge,
+    ResourceInUse,
+    ResourceLimitExceeded,
+    ServiceUnavailable,
+    ShipwayError,
+)
+from shipway.domain.listing import ListEndpointsInput, ListInput, SortBy, SortOrder
+from shipway.domain.model import CreateModelInput, CreateModelOutput, Model
+from shipway.domain.shape import describe_errors, dump, parse
+from shipway.router.router import Invocation
+
+if TYPE_CHECKING:
+    from shipway.platform import Platform
+
+__all__ = ["create_rest_app"]
+
+
+def _status(exc: ShipwayError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, AlreadyExists | ResourceInUse | InvalidState):
+        return 409
+    if isinstance(exc, PayloadTooLarge):
+        return 413
+    if isinstance(exc, ResourceLimitExceeded):
+        return 429
+    if isinstance(exc, ModelError):
+        return 424
+    if isinstance(exc, ServiceUnavailable):
+        return 503
+    return 400
+
+
+def _listing(
+    sort_by: SortBy,
+    sort_order: SortOrder,
+    max_results: int,
+    next_token: str | None,
+    name_contains: str | None,
+    creation_time_before: datetime | None,
+    creation_time_after: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "SortBy": sort_by,
+        "SortOrder": sort_order,
+        "MaxResults": max_results,
+        "NextToken": next_token,
+        "NameContains": name_contains,
+        "CreationTimeBefore": creation_time_before,
+        "CreationTimeAfter": creation_time_after,
+    }
+
+
+def _page(key: str, items: list[Any], token: str | None) -> dict[str, Any]:
+    page: dict[str, Any] = {key: [dump(i) for i in items]}
+    if token:
+        page["NextToken"] = token
+    return page
+
+
+SortByQuery = Annotated[SortBy, Query(description="Name, CreationTime (or Status, endpoints)")]
+SortOrderQuery = Annotated[SortOrder, Query()]
+MaxResults = Annotated[int, Query(ge=1, le=100)]
+
+
+def create_rest_app(platform: Platform) -> FastAPI:
+    app = FastAPI(
+        title="Shipway",
+        version=__version__,
+        description="Deploy machine-learning models the way SageMaker does, on your own machines.",
+    )
+    services = platform
+
+    @app.exception_handler(ShipwayError)
+    async def _shipway_error(request: Request, exc: ShipwayError) -> JSONResponse:
+        return JSONResponse({"code": exc.code, "message": exc.message}, status_code=_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        message = describe_errors(errors, skip=1)
+        return JSONResponse({"code": "ValidationException", "message": message}, status_code=400)
+
+    @app.get("/healthz", tags=["server"], summary="Liveness of the server")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    # --- models -------------------------------------------------------------------------------
+
+    @app.post("/api/models", tags=["models"], status_code=201, response_model_exclude_none=True)
+    def create_model(request: CreateModelInput) -> CreateModelOutput:
+        return services.models.create_model(request)
+
+    @app.get("/api/models", tags=["models"])
+    def list_models(
+        sort_by: SortByQuery = SortBy.CREATION_TIME,
+        sort_order: SortOrderQuery = SortOrder.DESCENDING,
+        max_results: MaxResults = 10,
+        next_token: str | None = None,
+        name_contains: str | None = None,
+        creation_time_before: datetime | None = None,
+        creation_time_after: datetime | None = None,
+    ) -> dict[str, Any]:
+        data = _listing(sort_by, sort_order, max_results, next_token, name_contains,
+                        creation_time_before, creation_time_after)  # fmt: skip
+        query = parse(ListInput, data)
+        return _page("Models", *services.models.list_models(query))
+
+    @app.get("/api/models/{name}", tags=["models"], response_model_exclude_none=True)
+    def describe_model(name: str) -> Model:
+        return services.models.describe_model(name)
+
+    @app.delete("/api/models/{name}", tags=["models"], status_code=204)
+    def delete_model(name: str) -> Response:
+        services.models.delete_model(name)
+        return Response(status_code=204)
+
+    # --- endpoint configurations --------------------------------------------------------------
+
+    @app.post(
+        "/api/endpoint-configs",
+        tags=["endpoint configurations"],
+        status_code=201,
+        response_model_exclude_none=True,
+    )
+    def create_endpoint_config(request: CreateEndpointConfigInput) -> CreateEndpointConfigOutput:
+        return services.endpoint_configs.create_endpoint_config(request)
+
+    @app.get("/api/endpoint-configs", tags=["endpoint configurations"])
+    def list_endpoint_configs(
+        sort_by: SortByQuery = SortBy.CREATION_TIME,
+        sort_order: SortOrderQuery = SortOrder.DESCENDING,
+        max_results: MaxResults = 10,
+        next_token: str | None = None,
+        name_contains: str | None = None,
+        creation_time_before: datetime | None = None,
+        creation_time_after: datetime | None = None,
+    ) -> dict[str, Any]:
+        data = _listing(sort_by, sort_order, max_results, next_token, name_contains,
+                        creation_time_before, creation_time_after)  # fmt: skip
+        query = parse(ListInput, data)
+        return _page("EndpointConfigs", *services.endpoint_configs.list_endpoint_configs(query))
+
+    @app.get(
+        "/api/endpoint-configs/{name}",
+        tags=["endpoint configurations"],
+        response_model_exclude_none=True,
+    )
+    def describe_endpoint_config(name: str) -> EndpointConfig:
+        return services.endpoint_configs.describe_endpoint_config(name)
+
+    @app.delete("/api/endpoint-configs/{name}", tags=["endpoint configurations"], status_code=204)
+    def delete_endpoint_config(name: str) -> Response:
+        services.endpoint_configs.delete_endpoint_config(name)
+        return Response(status_code=204)
+
+    # --- endpoints ----------------------------------------------------------------------------
+
+    @app.post(
+        "/api/endpoints", tags=["endpoints"], status_code=201, response_model_exclude_none=True
+    )
+    def create_endpoint(request: CreateEndpointInput) -> CreateEndpointOutput:
+        return services.endpoints.create_endpoint(request)
+
+    @app.get("/api/endpoints", tags=["endpoints"])
+    def list_endpoints(
+        sort_by: SortByQuery = SortBy.CREATION_TIME,
+        sort_order: SortOrderQuery = SortOrder.DESCENDING,
+        max_results: MaxResults = 10,
+        next_token: str | None = None,
+        name_contains: str | None = None,
+        creation_time_before: datetime | None = None,
+        creation_time_after: datetime | None = None,
+        status_equals: EndpointStatus | None = None,
+    ) -> dict[str, Any]:
+        data = _listing(sort_by, sort_order, max_results, next_token, name_contains,
+                        creation_time_before, creation_time_after)  # fmt: skip
+        query = parse(ListEndpointsInput, {**data, "StatusEquals": status_equals})
+        return _page("Endpoints", *services.endpoints.list_endpoints(query))
+
+    @app.get("/api/endpoints/{name}", tags=["endpoints"], response_model_exclude_none=True)
+    def describe_endpoint(name: str) -> DescribeEndpointOutput:
+        return services.endpoints.describe_endpoint(name)
+
+    @app.delete("/api/endpoints/{name}", tags=["endpoints"], status_code=204)
+    def delete_endpoint(name: str) -> Response:
+        services.endpoints.delete_endpoint(name)
+        return Response(status_code=204)
+
+    @app.post(
+        "/endpoints/{name}/invocations",
+        tags=["invocations"],
+        summary="Invoke an endpoint (the SageMaker runtime's InvokeEndpoint)",
+        response_class=Response,
+        responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+    )
+    async def invoke(name: str, request: Request) -> Response:
+        """The body is the model's input as is; ``Content-Type`` says how to read it and
+        ``Accept`` how to answer. ``X-Amzn-SageMaker-Target-Variant`` pins a variant. (The
+        server answers this path before this handler; it is here for the API's description.)"""
+        headers = request.headers
+        try:
+            result = await services.router.invoke(
+                Invocation(
+                    endpoint_name=name,
+                    body=await request.body(),
+                    content_type=_raw(headers.get("content-type")),
+                    accept=_raw(headers.get("accept")),
+                    custom_attributes=_raw(headers.get("x-amzn-sagemaker-custom-attributes")),
+                    inference_id=_raw(headers.get("x-amzn-sagemaker-inference-id")),
+                    target_variant=headers.get("x-amzn-sagemaker-target-variant"),
+                )
+            )
+        except Exception as exc:
+            status, code, document = runtime_error(exc, services.settings.account_id)
+            return JSONResponse(document, status_code=status, headers={"x-amzn-ErrorType": code})
+        return Response(
+            result.body,
+            media_type=result.content_type.decode("latin-1"),
+            headers={"x-amzn-invoked-production-variant": result.variant_name},
+        )
+
+    # --- instance types and metrics -----------------------------------------------------------
+
+    @app.get("/api/instance-types", tags=["instance types"])
+    def instance_types() -> dict[str, Any]:
+        return {"InstanceTypes": [t.to_dict() for t in services.catalog]}
+
+    @app.get("/api/metrics", tags=["metrics"], summary="Query a metric (like GetMetricStatistics)")
+    def query_metrics(
+        metric: Annotated[str, Query(description="e.g. Invocations, ModelLatency")],
+        endpoint: str,
+        start: datetime,
+        end: datetime,
+        variant: str | None = None,
+        period: Annotated[int, Query(ge=1)] = 60,
+        statistic: str = "Sum",
+        namespace: str = "AWS/SageMaker",
+    ) -> dict[str, Any]:
+        dimensions = {"EndpointName": endpoint}
+        if variant is not None:
+            dimensions["VariantName"] = variant
+        points = services.metrics.query(
+            metric,
+            dimensions,
+            start=start.timestamp(),
+            end=end.timestamp(),
+            period=period,
+            statistic=statistic,
+            namespace=namespace,
+        )
+        return {
+            "Label": metric,
+            "Datapoints": [
+                {"Timestamp": p.timestamp, statistic: p.value, "SampleCount": p.sample_count}
+                for p in points
+            ],
+        }
+
+    @app.get("/api/metrics/series", tags=["metrics"], summary="The metric series recorded")
+    def list_series(endpoint: str | None = None) -> dict[str, Any]:
+        found = services.metrics.series(**({"EndpointName": endpoint} if endpoint else {}))
+        return {
+            "Metrics": [
+                {
+                    "Namespace": s.namespace,
+                    "MetricName": s.name,
+                    "Dimensions": [{"Name": k, "Value": v} for k, v in s.dimensions],
+                    "Unit": s.unit,
+                }
+                for s in found
+            ]
+        }
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(services.metrics.collector())
+
+    @app.get("/metrics", tags=["metrics"], response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(
+            generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    return app
+
+
+def _raw(value: str | None) -> bytes | None:
+    return None if value is None else value.encode("latin-1")

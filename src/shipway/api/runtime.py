@@ -1,0 +1,142 @@
+"""The SageMaker runtime wire adapter: ``POST /endpoints/{EndpointName}/invocations``.
+
+REST-JSON as boto3's ``sagemaker-runtime`` client speaks it: the body is the raw payload, the
+parameters are headers, and errors carry their code in ``x-amzn-ErrorType`` (``ValidationError``,
+``ModelError`` with ``OriginalStatusCode``/``OriginalMessage``, ``ServiceUnavailable``...).
+A bare ASGI handler: this is every invocation's path, so no framework sits on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from shipway.domain.errors import (
+    ModelError,
+    ModelNotReady,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    ShipwayError,
+    ValidationError,
+)
+from shipway.router.router import Invocation, Router
+
+__all__ = ["RuntimeAPI", "runtime_error"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+PREFIX = "/endpoints/"
+INVOCATIONS = "/invocations"
+JSON = b"application/json"
+
+
+def runtime_error(exc: Exception, account_id: str) -> tuple[int, str, dict[str, Any]]:
+    """The status, ``x-amzn-ErrorType`` and JSON body of an error, as the runtime sends them."""
+    if isinstance(exc, ModelError):
+        return (
+            424,
+            "ModelError",
+            {
+                "Message": exc.message,
+                "OriginalStatusCode": exc.original_status,
+                "OriginalMessage": exc.original_message,
+                "LogStreamArn": (
+                    f"arn:aws:logs:us-east-1:{account_id}:log-group:/aws/sagemaker/Endpoints"
+                ),
+            },
+        )
+    if isinstance(exc, PayloadTooLarge):
+        return 413, "ValidationError", {"message": exc.message}
+    if isinstance(exc, ValidationError):
+        return 400, "ValidationError", {"message": exc.message}
+    if isinstance(exc, ModelNotReady):
+        return 429, "ModelNotReadyException", {"message": exc.message}
+    if isinstance(exc, ServiceUnavailable):
+        return 503, "ServiceUnavailable", {"message": exc.message}
+    if isinstance(exc, ShipwayError):
+        return 500, "InternalFailure", {"message": exc.message}
+    return 500, "InternalFailure", {"message": "An internal error occurred; see the server log."}
+
+
+class RuntimeAPI:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    @staticmethod
+    def handles(scope: Scope) -> bool:
+        path: str = scope["path"]
+        return scope["method"] == "POST" and path.startswith(PREFIX) and path.endswith(INVOCATIONS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        name = path[len(PREFIX) : -len(INVOCATIONS)]
+        headers = dict(scope["headers"])
+        try:
+            if not name or "/" in name:
+                raise ValidationError(
+                    f"'{name}' is not an endpoint name; "
+                    "call /endpoints/{EndpointName}/invocations."
+                )
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit():
+                self.router.check_size(int(length))
+            body = await self._read(receive)
+            target = headers.get(b"x-amzn-sagemaker-target-variant")
+            result = await self.router.invoke(
+                Invocation(
+                    endpoint_name=name,
+                    body=body,
+                    content_type=headers.get(b"content-type"),
+                    accept=headers.get(b"accept"),
+                    custom_attributes=headers.get(b"x-amzn-sagemaker-custom-attributes"),
+                    inference_id=headers.get(b"x-amzn-sagemaker-inference-id"),
+                    target_variant=target.decode("latin-1") if target else None,
+                )
+            )
+        except Exception as exc:
+            if not isinstance(exc, ShipwayError):
+                log.exception("invocation of %s failed", name)
+            status, code, document = runtime_error(exc, self.router.account_id)
+            await _respond(
+                send, status, orjson.dumps(document), JSON, [(b"x-amzn-errortype", code.encode())]
+            )
+            return
+        extra = [(b"x-amzn-invoked-production-variant", result.variant_name.encode())]
+        if result.custom_attributes is not None:
+            extra.append((b"x-amzn-sagemaker-custom-attributes", result.custom_attributes))
+        await _respond(send, 200, result.body, result.content_type, extra)
+
+    async def _read(self, receive: Receive) -> bytes:
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body"):
+            self.router.check_size(len(body))
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            self.router.check_size(size)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: bytes, extra: list[tuple[bytes, bytes]]
+) -> None:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

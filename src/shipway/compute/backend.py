@@ -1,0 +1,53 @@
+"""The compute backend interface: start, stop and watch instances, wherever they run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from shipway.domain.instance_types import InstanceType
+
+__all__ = ["ComputeBackend", "InstanceSpec", "StartedInstance"]
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What to run: one model server for one variant's model."""
+
+    instance_id: str
+    model_name: str
+    runtime: str
+    """The runtime's import string (``shipway.serving.runtimes.sklearn:SklearnRuntime``)."""
+    model_dir: Path
+    instance_type: InstanceType
+    environment: dict[str, str] = field(default_factory=dict)
+    max_batch_size: int = 64
+    max_batch_delay_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class StartedInstance:
+    address: str
+    """Where the router reaches it: ``unix:/path.sock`` or ``http://host:port``."""
+    port: int | None
+    """The TCP port of its container contract (``/ping``, ``/invocations``), when it has one."""
+    pid: int | None
+
+
+class ComputeBackend(Protocol):
+    async def start(self, spec: InstanceSpec) -> StartedInstance:
+        """Start an instance; return as soon as it is started (it loads its model after)."""
+        ...
+
+    async def stop(self, instance_id: str, grace_seconds: float) -> None:
+        """Stop gracefully (SIGTERM), forcibly after ``grace_seconds``; forget the instance."""
+        ...
+
+    def exit_reason(self, instance_id: str) -> str | None:
+        """Why the instance is gone if it has exited or was never known, else None."""
+        ...
+
+    async def close(self, grace_seconds: float) -> None:
+        """Stop every instance this backend started."""
+        ...

@@ -1,0 +1,285 @@
+"""The metrics store: SageMaker's endpoint metrics, queried like CloudWatch, shown to Prometheus.
+
+Each series is a metric name plus dimensions (``EndpointName``, ``VariantName``...) in a namespace
+(``AWS/SageMaker``). Datapoints fold into one-second buckets holding count, sum, minimum, maximum
+and a log-scale histogram (about 2 % relative error), so any CloudWatch statistic — SampleCount,
+Sum, Average, Minimum, Maximum, pNN — over any period is exact or within that error, at a fixed
+cost per datapoint. Buckets older than ``retention_seconds`` are dropped.
+
+Alarms, autoscaling, deployments, the dashboard and ``/metrics`` all read this one store.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.registry import Collector
+
+from shipway.domain.errors import ValidationError
+
+__all__ = ["SAGEMAKER", "Datapoint", "MetricsStore", "Series"]
+
+SAGEMAKER = "AWS/SageMaker"
+_GROWTH = 1.04
+_LOG_GROWTH = math.log(_GROWTH)
+_PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d+)?)$")
+STATISTICS = ("SampleCount", "Sum", "Average", "Minimum", "Maximum")
+
+Dimensions = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Series:
+    namespace: str
+    name: str
+    dimensions: Dimensions
+    unit: str = "None"
+
+
+@dataclass
+class _Bucket:
+    count: int = 0
+    total: float = 0.0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+    histogram: dict[int, int] = field(default_factory=dict)
+
+    def add(self, value: float, count: int = 1) -> None:
+        self.count += count
+        self.total += value * count
+        if value < self.minimum:
+            self.minimum = value
+        if value > self.maximum:
+            self.maximum = value
+        key = _bin(value)
+        self.histogram[key] = self.histogram.get(key, 0) + count
+
+    def merge(self, other: _Bucket) -> None:
+        self.count += other.count
+        self.total += other.total
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
+        for key, n in other.histogram.items():
+            self.histogram[key] = self.histogram.get(key, 0) + n
+
+    def statistic(self, stat: str) -> float:
+        if stat == "SampleCount":
+            return float(self.count)
+        if stat == "Sum":
+            return self.total
+        if stat == "Average":
+            return self.total / self.count if self.count else 0.0
+        if stat == "Minimum":
+            return self.minimum
+        if stat == "Maximum":
+            return self.maximum
+        match = _PERCENTILE.match(stat)
+        if match is None:
+            raise ValidationError(
+                f"Statistic '{stat}' is not one of {', '.join(STATISTICS)} or pNN (p50, p99.9...)."
+            )
+        return self._percentile(float(match.group(1)))
+
+    def _percentile(self, p: float) -> float:
+        rank = max(1.0, math.ceil(p / 100.0 * self.count))
+        seen = 0
+        for key in sorted(self.histogram):
+            seen += self.histogram[key]
+            if seen >= rank:
+                return min(max(_value(key), self.minimum), self.maximum)
+        return self.maximum
+
+
+def _bin(value: float) -> int:
+    if value <= 0:
+        return -(10**6) if value == 0 else -(10**7)
+    return math.floor(math.log(value) / _LOG_GROWTH)
+
+
+def _value(key: int) -> float:
+    if key <= -(10**6):
+        return 0.0
+    return float(_GROWTH ** (key + 0.5))
+
+
+@dataclass(frozen=True)
+class Datapoint:
+    timestamp: float
+    """Start of the period, epoch seconds."""
+    value: float
+    sample_count: int
+
+
+class _SeriesData:
+    __slots__ = ("buckets", "total_count", "total_sum")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, _Bucket] = {}
+        self.total_count = 0
+        self.total_sum = 0.0
+
+
+class MetricsStore:
+    def __init__(self, retention_seconds: float = 3 * 3600) -> None:
+        self.retention_seconds = retention_seconds
+        self._series: dict[Series, _SeriesData] = {}
+        self._lock = threading.Lock()
+        self._last_prune = 0
+
+    def put(
+        self,
+        name: str,
+        dimensions: Mapping[str, str] | Dimensions,
+        value: float,
+        timestamp: float,
+        *,
+        unit: str = "None",
+        namespace: str = SAGEMAKER,
+        count: int = 1,
+    ) -> None:
+        """Add a datapoint (``count`` equal datapoints) at ``timestamp`` (epoch seconds)."""
+        dims = dimensions if isinstance(dimensions, tuple) else tuple(sorted(dimensions.items()))
+        series = Series(namespace, name, dims, unit)
+        second = int(timestamp)
+        with self._lock:
+            data = self._series.get(series)
+            if data is None:
+                data = self._series[series] = _SeriesData()
+            bucket = data.buckets.get(second)
+            if bucket is None:
+                bucket = data.buckets[second] = _Bucket()
+                if second - self._last_prune >= 60:
+                    self._prune(second)
+            bucket.add(value, count)
+            data.total_count += count
+            data.total_sum += value * count
+
+    def _prune(self, now: int) -> None:
+        self._last_prune = now
+        horizon = now - self.retention_seconds
+        for data in self._series.values():
+            for second in [s for s in data.buckets if s < horizon]:
+                del data.buckets[second]
+
+    def series(
+        self, namespace: str | None = None, name: str | None = None, **dimensions: str
+    ) -> list[Series]:
+        """The series matching a namespace, a metric name and some dimensions."""
+        with self._lock:
+            found = list(self._series)
+        wanted = set(dimensions.items())
+        return [
+            s
+            for s in found
+            if (namespace is None or s.namespace == namespace)
+            and (name is None or s.name == name)
+            and wanted <= set(s.dimensions)
+        ]
+
+    def query(
+        self,
+        name: str,
+        dimensions: Mapping[str, str],
+        *,
+        start: float,
+        end: float,
+        period: int,
+        statistic: str,
+        namespace: str = SAGEMAKER,
+    ) -> list[Datapoint]:
+        """Datapoints of one statistic per ``period`` seconds in [start, end), oldest first.
+
+        Dimensions must match the series' exactly (as CloudWatch's GetMetricStatistics).
+        Periods with no data have no datapoint.
+        """
+        if period < 1:
+            raise ValidationError("Period must be at least 1 second.")
+        if end <= start:
+            raise ValidationError("EndTime must be after StartTime.")
+        if statistic not in STATISTICS and not _PERCENTILE.match(statistic):
+            raise ValidationError(
+                f"Statistic '{statistic}' is not one of {', '.join(STATISTICS)} or pNN."
+            )
+        dims = tuple(sorted(dimensions.items()))
+        periods: dict[int, _Bucket] = {}
+        with self._lock:
+            for series, data in self._series.items():
+                if (
+                    series.namespace != namespace
+                    or series.name != name
+                    or series.dimensions != dims
+                ):
+                    continue
+                for second, bucket in data.buckets.items():
+                    if start <= second < end:
+                        slot = int(start + ((second - start) // period) * period)
+                        periods.setdefault(slot, _Bucket()).merge(bucket)
+        return [
+            Datapoint(float(slot), periods[slot].statistic(statistic), periods[slot].count)
+            for slot in sorted(periods)
+        ]
+
+    def totals(self) -> Iterator[tuple[Series, int, float]]:
+        """Every series with its all-time datapoint count and sum (for Prometheus)."""
+        with self._lock:
+            items = [(s, d.total_count, d.total_sum) for s, d in self._series.items()]
+        yield from items
+
+    def collector(self) -> Collector:
+        return _PrometheusCollector(self)
+
+
+_SNAKE = re.compile(r"(?<!^)(?=[A-Z][a-z])|(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _prometheus_name(name: str) -> str:
+    """``Invocation4XXErrors`` → ``shipway_invocation_4xx_errors``."""
+    name = re.sub(r"(\d)XX", lambda m: f"_{m.group(1)}xx", name)
+    return "shipway_" + _SNAKE.sub("_", name).lower().replace("__", "_")
+
+
+_COUNTERS = {
+    "Invocations",
+    "Invocation4XXErrors",
+    "Invocation5XXErrors",
+    "InvocationModelErrors",
+    "InvocationsPerInstance",
+}
+
+
+class _PrometheusCollector(Collector):
+    def __init__(self, store: MetricsStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Any] = {}
+        for series, count, total in self._store.totals():
+            labels = [_label(k) for k, _ in series.dimensions]
+            values = [v for _, v in series.dimensions]
+            base = _prometheus_name(series.name)
+            if series.name in _COUNTERS:
+                family = families.get(base)
+                if family is None:
+                    family = families[base] = CounterMetricFamily(
+                        base, f"SageMaker metric {series.name}", labels=labels
+                    )
+                family.add_metric(values, total)
+            else:
+                key = base + ("_microseconds" if series.unit == "Microseconds" else "")
+                family = families.get(key)
+                if family is None:
+                    family = families[key] = SummaryMetricFamily(
+                        key, f"SageMaker metric {series.name} ({series.unit})", labels=labels
+                    )
+                family.add_metric(values, count_value=count, sum_value=total)
+        yield from families.values()
+
+
+def _label(dimension: str) -> str:
+    return _SNAKE.sub("_", dimension).lower()

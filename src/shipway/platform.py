@@ -1,0 +1,177 @@
+"""The platform: Shipway on one machine, composed — store, services, controller, router, APIs.
+
+:class:`Platform` builds every part from one :class:`~shipway.settings.Settings` and is itself
+the ASGI application ``shipway server`` runs: invocations go straight to the runtime adapter,
+everything else to the REST API. Its lifespan starts the controller (which brings the stored
+endpoints back into service) and, on shutdown, stops every instance gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from typing import Any
+
+import uvicorn
+
+from shipway.api.rest import create_rest_app
+from shipway.api.runtime import RuntimeAPI
+from shipway.compute.backend import ComputeBackend
+from shipway.compute.local import LocalBackend
+from shipway.control.controller import Controller
+from shipway.domain.clock import Clock, SystemClock
+from shipway.domain.instance_types import InstanceTypeCatalog
+from shipway.monitor.metrics import MetricsStore
+from shipway.router.router import Router
+from shipway.service import EndpointConfigService, EndpointService, ModelService
+from shipway.settings import Settings
+from shipway.store.artifacts import ArtifactStore
+from shipway.store.metadata import MetadataStore
+
+__all__ = ["Platform", "serve"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class Platform:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        backend: ComputeBackend | None = None,
+    ) -> None:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        account = settings.account
+        self.store = MetadataStore(settings.metadata_url)
+        self.catalog = InstanceTypeCatalog.load(settings.instance_types_file)
+        self.artifacts = ArtifactStore(
+            settings.artifact_cache, s3_endpoint_url=settings.s3_endpoint_url
+        )
+        self.metrics = MetricsStore()
+        self.router = Router(
+            self.metrics,
+            account_id=settings.account_id,
+            max_payload_bytes=settings.max_payload_bytes,
+            model_timeout_seconds=settings.model_timeout_seconds,
+            on_instance_down=lambda instance_id: self.controller.instance_down(instance_id),
+            statuses=lambda name: self.controller.statuses.get(name),
+        )
+        self.backend = backend or LocalBackend(settings.log_dir)
+        self.controller = Controller(
+            store=self.store,
+            backend=self.backend,
+            artifacts=self.artifacts,
+            catalog=self.catalog,
+            settings=settings,
+            clock=self.clock,
+            publish=self.router.apply,
+            mark_up=self.router.table.mark_up,
+        )
+        self.models = ModelService(self.store, self.artifacts, account, self.clock)
+        self.endpoint_configs = EndpointConfigService(self.store, self.catalog, account, self.clock)
+        self.endpoints = EndpointService(
+            self.store, account, self.clock, on_change=self.controller.wake
+        )
+        self.rest = create_rest_app(self)
+        self.runtime_api = RuntimeAPI(self.router)
+
+    async def start(self) -> None:
+        await self.controller.start()
+
+    async def stop(self) -> None:
+        await self.controller.close()
+        self.router.table.close()
+        self.store.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and RuntimeAPI.handles(scope):
+            await self.runtime_api(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.rest(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    log.exception("Shipway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def serve(
+    settings: Settings, on_ready: Callable[[Platform], Awaitable[None]] | None = None
+) -> None:
+    """Run Shipway until SIGINT or SIGTERM; then stop its instances and return."""
+    platform = Platform(settings)
+    config = uvicorn.Config(
+        platform,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(settings.instance_stop_timeout_seconds),
+        timeout_keep_alive=75,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                await serving
+                return
+            await asyncio.sleep(0.05)
+        if on_ready is not None:
+            await on_ready(platform)
+        await serving
+
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again: that is the end.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        _run(main())
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise _Stopped
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every POSIX system
+        asyncio.run(main)
+        return
+    uvloop.run(main)

@@ -1,0 +1,206 @@
+"""The routing table: which endpoints exist, their variants' weights, their live instances.
+
+The router holds only this soft state. The controller (or, for a router in another process, a
+poll of the store) hands over a whole :class:`Snapshot`; :meth:`RoutingTable.apply` replaces the
+table at once, keeping the connection pools of instances that stay.
+
+Picking is pure: a variant by weight (or by name with ``TargetVariant``), then an instance by
+least outstanding requests (ties broken at random) or at random, among those not marked down.
+An instance the router finds dead is marked down at once, before the controller hears of it.
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from itertools import accumulate
+
+from shipway.domain.endpoint_config import RoutingStrategy
+from shipway.router.upstream import Upstream
+
+__all__ = [
+    "EndpointRoute",
+    "InstanceRoute",
+    "InstanceSnapshot",
+    "RoutingTable",
+    "Snapshot",
+    "VariantRoute",
+    "VariantSnapshot",
+]
+
+
+@dataclass(frozen=True)
+class InstanceSnapshot:
+    instance_id: str
+    address: str
+
+
+@dataclass(frozen=True)
+class VariantSnapshot:
+    variant_name: str
+    model_name: str
+    weight: float
+    strategy: RoutingStrategy
+    instances: tuple[InstanceSnapshot, ...]
+
+
+@dataclass(frozen=True)
+class EndpointSnapshot:
+    endpoint_name: str
+    variants: tuple[VariantSnapshot, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the router needs, as of one moment: the endpoints that can take traffic."""
+
+    endpoints: tuple[EndpointSnapshot, ...] = ()
+    version: int = 0
+
+
+@dataclass(eq=False)
+class InstanceRoute:
+    instance_id: str
+    upstream: Upstream
+    outstanding: int = 0
+    down: bool = False
+
+
+@dataclass(eq=False)
+class VariantRoute:
+    name: str
+    model_name: str
+    weight: float
+    strategy: RoutingStrategy
+    instances: list[InstanceRoute]
+    _rng: random.Random = field(repr=False, default_factory=random.Random)
+
+    @property
+    def instance_count(self) -> int:
+        return len(self.instances)
+
+    def available(self) -> bool:
+        return any(not i.down for i in self.instances)
+
+    def pick(self) -> InstanceRoute | None:
+        """The instance for the next request, or None when every instance is down."""
+        live = [i for i in self.instances if not i.down]
+        if not live:
+            return None
+        if len(live) == 1:
+            return live[0]
+        if self.strategy is RoutingStrategy.RANDOM:
+            return self._rng.choice(live)
+        least = min(i.outstanding for i in live)
+        candidates = [i for i in live if i.outstanding == least]
+        return candidates[0] if len(candidates) == 1 else self._rng.choice(candidates)
+
+
+@dataclass(eq=False)
+class EndpointRoute:
+    name: str
+    variants: list[VariantRoute]
+    _rng: random.Random = field(repr=False, default_factory=random.Random)
+
+    def variant(self, name: str) -> VariantRoute | None:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        return None
+
+    def pick(self) -> VariantRoute | None:
+        """A variant with probability weight / total weight, among those with a live instance.
+
+        When a variant has lost every instance, its share goes to the others until the
+        controller brings one back, rather than failing its share of requests.
+        """
+        candidates = [v for v in self.variants if v.weight > 0 and v.available()]
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            return candidates[0]
+        bounds = list(accumulate(v.weight for v in candidates))
+        index = bisect_right(bounds, self._rng.random() * bounds[-1])
+        return candidates[min(index, len(candidates) - 1)]
+
+
+class RoutingTable:
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+        self._endpoints: dict[str, EndpointRoute] = {}
+        self._upstreams: dict[str, Upstream] = {}
+        self.version = -1
+
+    def get(self, endpoint_name: str) -> EndpointRoute | None:
+        """The route of an endpoint by its exact name (invocations must match its case)."""
+        return self._endpoints.get(endpoint_name)
+
+    def apply(self, snapshot: Snapshot) -> None:
+        """Replace the whole table with ``snapshot``, reusing the pools of kept instances."""
+        upstreams: dict[str, Upstream] = {}
+        previous: dict[str, InstanceRoute] = {
+            i.instance_id: i
+            for e in self._endpoints.values()
+            for v in e.variants
+            for i in v.instances
+        }
+        endpoints: dict[str, EndpointRoute] = {}
+        for endpoint in snapshot.endpoints:
+            variants = []
+            for variant in endpoint.variants:
+                routes = []
+                for instance in variant.instances:
+                    upstream = self._upstreams.get(instance.address)
+                    if upstream is None:
+                        upstream = Upstream(instance.address)
+                    upstreams[instance.address] = upstream
+                    kept = previous.get(instance.instance_id)
+                    if kept is not None and kept.upstream is upstream:
+                        routes.append(kept)  # in-flight requests still count against it
+                    else:
+                        routes.append(InstanceRoute(instance.instance_id, upstream))
+                variants.append(
+                    VariantRoute(
+                        variant.variant_name,
+                        variant.model_name,
+                        variant.weight,
+                        variant.strategy,
+                        routes,
+                        self._rng,
+                    )
+                )
+            endpoints[endpoint.endpoint_name] = EndpointRoute(
+                endpoint.endpoint_name, variants, self._rng
+            )
+        for address, upstream in self._upstreams.items():
+            if address not in upstreams:
+                upstream.close()
+        self._endpoints = endpoints
+        self._upstreams = upstreams
+        self.version = snapshot.version
+
+    def _instances(self, instance_id: str) -> list[InstanceRoute]:
+        return [
+            instance
+            for endpoint in self._endpoints.values()
+            for variant in endpoint.variants
+            for instance in variant.instances
+            if instance.instance_id == instance_id
+        ]
+
+    def mark_down(self, instance_id: str) -> None:
+        """Stop routing to an instance the router found unreachable."""
+        for instance in self._instances(instance_id):
+            instance.down = True
+
+    def mark_up(self, instance_id: str) -> None:
+        """Route to it again: the controller checked it and found it healthy."""
+        for instance in self._instances(instance_id):
+            instance.down = False
+
+    def close(self) -> None:
+        for upstream in self._upstreams.values():
+            upstream.close()
+        self._upstreams = {}
+        self._endpoints = {}

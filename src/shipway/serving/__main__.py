@@ -1,0 +1,136 @@
+"""Run one model server: ``python -m shipway.serving --runtime sklearn --model-dir D --port 8080``.
+
+The compute backend starts instances this way, handing over listening sockets it bound itself
+(``--fd``, ``--uds-fd``) so no port is ever raced for. The server answers ``/ping`` with 503 while
+the model loads; if loading fails it writes the reason to ``--failure-file`` (as SageMaker's
+``/opt/ml/output/failure``) and exits with status 3. It stops gracefully on SIGTERM, finishing the
+requests in flight, and stops by itself when the process that started it (``--parent-pid``) goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from shipway.serving.app import ModelServer
+from shipway.serving.runtime import load_runtime_class, resolve_runtime
+
+log = logging.getLogger("shipway.serving")
+
+LOAD_FAILED = 3
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m shipway.serving", description=__doc__)
+    parser.add_argument("--runtime", required=True, help="runtime name or package.module:Class")
+    parser.add_argument("--model-dir", required=True, type=Path)
+    parser.add_argument("--model-name", default="model")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, help="listen on this TCP port")
+    parser.add_argument("--fd", type=int, help="an inherited listening TCP socket")
+    parser.add_argument("--uds-fd", type=int, help="an inherited listening Unix socket")
+    parser.add_argument("--threads", type=int, default=1, help="compute threads for the model")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--max-batch-delay-ms", type=float, default=0.0)
+    parser.add_argument("--failure-file", type=Path)
+    parser.add_argument("--parent-pid", type=int)
+    parser.add_argument("--graceful-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--log-level", default=os.environ.get("SAGEMAKER_CONTAINER_LOG_LEVEL", "info")
+    )
+    return parser.parse_args(argv)
+
+
+def _sockets(args: argparse.Namespace) -> list[socket.socket]:
+    sockets = []
+    if args.fd is not None:
+        sockets.append(socket.socket(fileno=args.fd))
+    if args.uds_fd is not None:
+        sockets.append(socket.socket(fileno=args.uds_fd))
+    if args.port is not None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+        sock.listen(1024)
+        sockets.append(sock)
+    if not sockets:
+        raise SystemExit("give --port, --fd or --uds-fd: where to listen")
+    return sockets
+
+
+async def _watch_parent(parent_pid: int, server: uvicorn.Server) -> None:
+    while not server.should_exit:
+        if os.getppid() != parent_pid:
+            log.warning("parent process %d is gone; stopping", parent_pid)
+            server.should_exit = True
+            return
+        await asyncio.sleep(1.0)
+
+
+async def _load(app: ModelServer, server: uvicorn.Server, args: argparse.Namespace) -> None:
+    try:
+        await app.load()
+    except Exception:
+        log.exception("the model failed to load")
+        if args.failure_file is not None:
+            args.failure_file.write_text(app.failure or "the model failed to load")
+        server.should_exit = True
+        return
+    log.info("model %s loaded", args.model_name)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    runtime_class = load_runtime_class(resolve_runtime(args.runtime))
+    runtime = runtime_class(args.model_dir, dict(os.environ), threads=args.threads)
+    app = ModelServer(
+        runtime,
+        args.model_name,
+        max_batch_size=args.max_batch_size,
+        max_batch_delay=args.max_batch_delay_ms / 1000.0,
+        default_accept=os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json"),
+    )
+    config = uvicorn.Config(
+        app,
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(args.graceful_timeout),
+        timeout_keep_alive=75,
+    )
+    server = uvicorn.Server(config)
+    background = [asyncio.create_task(_load(app, server, args))]
+    if args.parent_pid:
+        background.append(asyncio.create_task(_watch_parent(args.parent_pid, server)))
+    await server.serve(sockets=_sockets(args))
+    for task in background:
+        task.cancel()
+    await app.close()
+    return LOAD_FAILED if app.failure is not None else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    logging.basicConfig(
+        level=args.log_level.upper() if isinstance(args.log_level, str) else args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import uvloop
+
+        return uvloop.run(_serve(args))
+    except ImportError:
+        return asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
