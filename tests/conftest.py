@@ -1,3 +1,3 @@
 """Fixtures shared by every test; fixture modules live in tests/fixtures/."""
 
-pytest_plugins: list[str] = ["tests.fixtures.s3"]
+pytest_plugins: list[str] = ["tests.fixtures.s3", "tests.fixtures.server"]

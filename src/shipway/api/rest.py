@@ -221,6 +221,26 @@ def create_rest_app(platform: Platform) -> FastAPI:
     def describe_endpoint(name: str) -> DescribeEndpointOutput:
         return services.endpoints.describe_endpoint(name)
 
+    @app.get("/api/endpoints/{name}/instances", tags=["endpoints"])
+    def list_instances(name: str) -> dict[str, Any]:
+        """The endpoint's instances: id, variant, status, process id and address."""
+        return {
+            "Instances": [
+                {
+                    "InstanceId": i.instance_id,
+                    "VariantName": i.variant_name,
+                    "InstanceType": i.instance_type,
+                    "ModelName": i.model_name,
+                    "Status": i.status.value,
+                    "Address": i.address,
+                    "Pid": i.pid,
+                    "StartedAt": i.started_at,
+                    "FailureReason": i.failure_reason,
+                }
+                for i in services.endpoints.list_instances(name)
+            ]
+        }
+
     @app.delete("/api/endpoints/{name}", tags=["endpoints"], status_code=204)
     def delete_endpoint(name: str) -> Response:
         services.endpoints.delete_endpoint(name)

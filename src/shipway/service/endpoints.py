@@ -21,7 +21,7 @@ from shipway.domain.endpoint import (
     VariantState,
 )
 from shipway.domain.errors import InvalidState, NotFound, ValidationError
-from shipway.domain.instance import InstanceStatus
+from shipway.domain.instance import Instance, InstanceStatus
 from shipway.domain.listing import ListEndpointsInput
 from shipway.domain.names import Account
 from shipway.store.metadata import MetadataStore
@@ -135,6 +135,11 @@ class EndpointService:
             creation_time=endpoint.creation_time,
             last_modified_time=endpoint.last_modified_time,
         )
+
+    def list_instances(self, name: str) -> list[Instance]:
+        """The instances running for an endpoint, as the controller last recorded them."""
+        endpoint = self.get(name)
+        return self._store.instances.for_endpoint(endpoint.endpoint_name)
 
     def list_endpoints(self, query: ListEndpointsInput) -> tuple[list[EndpointSummary], str | None]:
         endpoints, token = self._store.endpoints.page(query)

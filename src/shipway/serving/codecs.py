@@ -72,7 +72,6 @@ _SNIFF = ("", "application/octet-stream")
 _ROW_KEYS = ("instances", "inputs", "data")
 _LINE_KEYS = ("features", "instances", "data")
 _NUMERIC_KINDS = "biuf"
-_ORJSON_KINDS = frozenset("biuf")
 _CSV_NUMERIC_BYTES = b"0123456789.,-+eE \t\r\n"
 _FIRST_CHAR = re.compile(rb"\s*(\S)")
 _SUPPORTED_TEXT = ", ".join(SUPPORTED)
@@ -447,7 +446,7 @@ def _as_array(predictions: Any) -> NDArray[Any]:
 
 def _orjson_ready(array: NDArray[Any]) -> NDArray[Any] | None:
     """The array in a form orjson serializes natively, or None when it needs ``tolist``."""
-    if array.ndim == 0 or array.dtype.kind not in _ORJSON_KINDS or not array.dtype.isnative:
+    if array.ndim == 0 or array.dtype.kind not in _NUMERIC_KINDS or not array.dtype.isnative:
         return None
     return np.ascontiguousarray(array)
 

@@ -23,7 +23,12 @@ def _npy(array: Any) -> bytes:
 
 def test_public_surface() -> None:
     assert codecs.__all__ == ["SUPPORTED", "decode", "encode", "negotiate"]
-    assert SUPPORTED == ("application/json", "text/csv", "application/jsonlines", "application/x-npy")
+    assert SUPPORTED == (
+        "application/json",
+        "text/csv",
+        "application/jsonlines",
+        "application/x-npy",
+    )
 
 
 # --------------------------------------------------------------------------- JSON
@@ -352,7 +357,9 @@ def test_npy_encode_round_trip() -> None:
     loaded = np.load(io.BytesIO(body))
     assert loaded.dtype == np.int64
     np.testing.assert_array_equal(loaded, matrix)
-    strings = np.load(io.BytesIO(encode(np.array(["a", "bc"], dtype=object), "application/x-npy")[0]))
+    strings = np.load(
+        io.BytesIO(encode(np.array(["a", "bc"], dtype=object), "application/x-npy")[0])
+    )
     assert strings.tolist() == ["a", "bc"]
     with pytest.raises(NotAcceptable, match="application/json"):
         encode(np.array([{"a": 1}], dtype=object), "application/x-npy")

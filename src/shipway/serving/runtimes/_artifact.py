@@ -56,13 +56,6 @@ def load_pickle(path: Path) -> Any:
         raise ModelLoadError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
 
 
-def _expected(names: Sequence[str], suffixes: Sequence[str]) -> str:
-    patterns = "/".join(f"*{suffix}" for suffix in suffixes)
-    if len(names) == 1:
-        return f"{names[0]} or exactly one {patterns} file"
-    return f"{', '.join(names[:-1])}, {names[-1]} or exactly one {patterns} file"
-
-
 def listing(paths: Sequence[Path]) -> str:
     """Folder entries for an error message: names, ``/`` after folders, the first few only."""
     if not paths:
@@ -70,3 +63,10 @@ def listing(paths: Sequence[Path]) -> str:
     shown = [p.name + ("/" if p.is_dir() else "") for p in paths[:_LISTED]]
     more = len(paths) - len(shown)
     return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def _expected(names: Sequence[str], suffixes: Sequence[str]) -> str:
+    patterns = "/".join(f"*{suffix}" for suffix in suffixes)
+    if len(names) == 1:
+        return f"{names[0]} or exactly one {patterns} file"
+    return f"{', '.join(names[:-1])}, {names[-1]} or exactly one {patterns} file"

@@ -65,6 +65,8 @@ class OnnxRuntime(Runtime):
 
     name = "onnx"
 
+    _session: Any = None
+
     def load(self) -> None:
         import onnxruntime
 
@@ -96,7 +98,7 @@ class OnnxRuntime(Runtime):
                 )
             self._input_types.append(numpy_type)
         self._output = outputs[output_name]
-        self._session: Any = session
+        self._session = session
 
     def predict(self, inputs: Any) -> Any:
         from onnxruntime.capi.onnxruntime_pybind11_state import (
@@ -118,6 +120,8 @@ class OnnxRuntime(Runtime):
         self._session = None
 
     def metadata(self) -> dict[str, Any]:
+        if self._session is None:
+            return super().metadata()
         return {
             "inputs": [_describe(graph_input) for graph_input in self._inputs],
             "outputs": [_describe(self._output)],

@@ -11,8 +11,10 @@ may take a trailing ``context`` argument, a :class:`HandlerContext`. Text bodies
 JSON, JSON Lines) reach ``input_fn`` and ``transform_fn`` as ``str``, others as ``bytes``.
 
 Missing handlers fall back to defaults: the joblib/pickle file the ``sklearn`` runtime would
-load, shipway's codecs for the body and the response, and ``model.predict``. Errors raised by
-the user's handlers propagate as they are.
+load, shipway's codecs for the body and the response, and ``model.predict``. Errors the request
+handlers raise propagate as they are (the server answers 500); a script that fails to import or
+a failing ``model_fn`` is a ModelLoadError; bodies the default codecs cannot decode and rows the
+model's default ``predict`` rejects are BadInput.
 """
 
 from __future__ import annotations
@@ -231,7 +233,10 @@ def _handler(module: Any, name: str, script: Path) -> _Handler | None:
     if not callable(function):
         raise ModelLoadError(f"{name} in {script} is not a function")
     arity = _ARITY[name]
-    parameters = inspect.signature(function).parameters.values()
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (ValueError, TypeError):  # some builtins have no signature: call without context
+        return _Handler(function, takes_context=False)
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
         return _Handler(function, takes_context=False)
     positional = [

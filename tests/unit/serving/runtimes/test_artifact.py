@@ -63,7 +63,7 @@ def test_long_listings_are_cut(tmp_path: Path) -> None:
 
 
 def test_a_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="model directory .*nowhere does not exist"):
+    with pytest.raises(ModelLoadError, match=r"model directory .*nowhere does not exist"):
         find_artifact(tmp_path / "nowhere", NAMES, SUFFIXES)
 
 

@@ -35,7 +35,10 @@ def model_dir(tmp_path: Path, classifier: LogisticRegression) -> Path:
 
 
 def test_predicts_like_the_model(
-    load_runtime: LoadRuntime, model_dir: Path, classifier: LogisticRegression, breast_cancer: Dataset
+    load_runtime: LoadRuntime,
+    model_dir: Path,
+    classifier: LogisticRegression,
+    breast_cancer: Dataset,
 ) -> None:
     features, _ = breast_cancer
     runtime = load_runtime("sklearn", model_dir)
@@ -90,7 +93,7 @@ def test_wrong_feature_count_is_bad_input(
     features, _ = breast_cancer
     runtime = load_runtime("sklearn", model_dir)
 
-    with pytest.raises(BadInput, match="X has 3 features, but .* is expecting 30 features"):
+    with pytest.raises(BadInput, match=r"X has 3 features, but .* is expecting 30 features"):
         runtime.predict(features[:2, :3])
 
 
@@ -104,7 +107,9 @@ def test_text_where_numbers_belong_is_bad_input(load_runtime: LoadRuntime, model
 def test_no_model_file(load_runtime: LoadRuntime, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("")
 
-    with pytest.raises(ModelLoadError, match=r"no model file in .*: expected model\.joblib.*found: a\.txt"):
+    with pytest.raises(
+        ModelLoadError, match=r"no model file in .*: expected model\.joblib.*found: a\.txt"
+    ):
         load_runtime("sklearn", tmp_path)
 
 
@@ -138,7 +143,10 @@ def test_rows_meet_the_columns_the_model_was_fitted_with(
 
 
 def test_a_frame_reaches_a_model_fitted_on_arrays_as_an_array(
-    load_runtime: LoadRuntime, model_dir: Path, classifier: LogisticRegression, breast_cancer: Dataset
+    load_runtime: LoadRuntime,
+    model_dir: Path,
+    classifier: LogisticRegression,
+    breast_cancer: Dataset,
 ) -> None:
     features, _ = breast_cancer
     frame = pd.DataFrame(features, columns=[f"c{i}" for i in range(30)])
