@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -110,11 +111,27 @@ async def _serve(args: argparse.Namespace) -> int:
     background = [asyncio.create_task(_load(app, server, args))]
     if args.parent_pid:
         background.append(asyncio.create_task(_watch_parent(args.parent_pid, server)))
-    await server.serve(sockets=_sockets(args))
-    for task in background:
-        task.cancel()
-    await app.close()
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then raises the signal again: the
+    # handler below turns that into a clean exit.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        await server.serve(sockets=_sockets(args))
+    except (_Stopped, KeyboardInterrupt):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for task in background:
+            task.cancel()
+        await app.close()
     return LOAD_FAILED if app.failure is not None else 0
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise _Stopped
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,203 @@
+"""Bad input gets a clear error in SageMaker's shape, and the server keeps serving."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.fixtures import models
+from tests.fixtures.server import ShipwayServer, start_server
+from tests.integration.deploy import deploy, invoke_json
+
+ARN = "arn:aws:sagemaker:us-east-1:123456789012"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
+    running = start_server(tmp_path_factory.mktemp("bad") / "home")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def healthy(server: ShipwayServer, tmp_path_factory: pytest.TempPathFactory) -> models.Trained:
+    """An endpoint that must keep answering whatever else goes wrong."""
+    model = models.train_sklearn(tmp_path_factory.mktemp("healthy"))
+    deploy(server, "healthy", str(model.folder), "sklearn")
+    return model
+
+
+def still_serving(server: ShipwayServer, model: models.Trained) -> None:
+    with server.client() as client:
+        response = invoke_json(client, "healthy", model.rows)
+    assert response.status_code == 200, response.text
+    assert response.json() == model.expected.tolist()
+
+
+def test_unknown_endpoint(server: ShipwayServer, healthy: models.Trained) -> None:
+    with server.client() as client:
+        response = invoke_json(client, "nowhere", np.zeros((1, 30)))
+    assert response.status_code == 400
+    assert response.headers["x-amzn-errortype"] == "ValidationError"
+    assert response.json() == {"message": "Endpoint nowhere of account 123456789012 not found."}
+    still_serving(server, healthy)
+
+
+def test_unknown_model_in_a_config(server: ShipwayServer, healthy: models.Trained) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/api/endpoint-configs",
+            json={
+                "EndpointConfigName": "ghostly",
+                "ProductionVariants": [
+                    {
+                        "VariantName": "v",
+                        "ModelName": "ghost",
+                        "InstanceType": "ml.m5.large",
+                        "InitialInstanceCount": 1,
+                    }  # fmt: skip
+                ],
+            },
+        )
+        assert response.status_code == 404
+        assert response.json() == {
+            "code": "ResourceNotFound",
+            "message": f'Could not find model "{ARN}:model/ghost".',
+        }
+        assert client.get("/api/endpoint-configs/ghostly").status_code == 404
+    still_serving(server, healthy)
+
+
+def test_duplicate_names(server: ShipwayServer, healthy: models.Trained) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/api/models",
+            json={
+                "ModelName": "HEALTHY",  # names are unique whatever their case
+                "PrimaryContainer": {"Image": "sklearn", "ModelDataUrl": str(healthy.folder)},
+            },
+        )
+        assert response.status_code == 409
+        assert response.json()["message"] == (
+            f'Cannot create already existing model "{ARN}:model/healthy".'
+        )
+        response = client.post(
+            "/api/endpoints", json={"EndpointName": "healthy", "EndpointConfigName": "healthy"}
+        )
+        assert response.status_code == 409
+    still_serving(server, healthy)
+
+
+def test_invalid_names_name_the_field(server: ShipwayServer) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/api/models",
+            json={"ModelName": "bad_name!", "PrimaryContainer": {"Image": "sklearn"}},
+        )
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "'modelName'" in message and "regular expression" in message
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("application/json", b"[[1, 2,"), ("text/csv", b"1,2\n3"), ("application/x-npy", b"nope")],
+)
+def test_malformed_body_for_its_content_type(
+    server: ShipwayServer, healthy: models.Trained, content_type: str, body: bytes
+) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/endpoints/healthy/invocations", content=body, headers={"Content-Type": content_type}
+        )
+    assert response.status_code == 424
+    assert response.headers["x-amzn-errortype"] == "ModelError"
+    error = response.json()
+    assert error["OriginalStatusCode"] == 400
+    assert error["OriginalMessage"] and error["OriginalMessage"] in error["Message"]
+    still_serving(server, healthy)
+
+
+def test_wrong_features_is_a_model_error_with_the_models_message(
+    server: ShipwayServer, healthy: models.Trained
+) -> None:
+    with server.client() as client:
+        response = invoke_json(client, "healthy", healthy.rows[:, :5])
+    assert response.status_code == 424
+    assert "expecting 30 features" in response.json()["OriginalMessage"]
+
+
+def test_a_7_mb_body_is_refused(server: ShipwayServer, healthy: models.Trained) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/endpoints/healthy/invocations",
+            content=b"1" * (7 * 1024 * 1024),
+            headers={"Content-Type": "text/csv"},
+        )
+    assert response.status_code == 413
+    assert response.headers["x-amzn-errortype"] == "ValidationError"
+    assert "6291456" in response.json()["message"]
+    still_serving(server, healthy)
+
+
+def test_a_model_file_that_will_not_load_fails_the_endpoint(
+    server: ShipwayServer, healthy: models.Trained, tmp_path: Path
+) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "model.joblib").write_bytes(b"this is not a pickle")
+    deploy(server, "broken", str(folder), "sklearn", wait=False)
+    described = server.wait_for_endpoint("broken")
+    assert described["EndpointStatus"] == "Failed"
+    assert "model.joblib" in described["FailureReason"], described["FailureReason"]
+    with server.client() as client:
+        response = invoke_json(client, "broken", healthy.rows)
+        assert response.status_code == 400
+        assert "Failed" in response.json()["message"]
+        assert client.delete("/api/endpoints/broken").status_code == 204
+    still_serving(server, healthy)
+
+
+def test_a_tarball_escaping_its_folder_fails_the_endpoint(
+    server: ShipwayServer, healthy: models.Trained, tmp_path: Path
+) -> None:
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        payload = b"print('owned')"
+        info = tarfile.TarInfo("../evil.py")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    deploy(server, "evil", str(archive), "sklearn", wait=False)
+    described = server.wait_for_endpoint("evil")
+    assert described["EndpointStatus"] == "Failed"
+    assert "../evil.py" in described["FailureReason"]
+    assert not (tmp_path / "evil.py").exists()
+    still_serving(server, healthy)
+
+
+def test_deleting_what_an_endpoint_uses_is_refused(
+    server: ShipwayServer, healthy: models.Trained
+) -> None:
+    with server.client() as client:
+        model = client.delete("/api/models/healthy")
+        config = client.delete("/api/endpoint-configs/healthy")
+    assert model.status_code == 409 and model.json()["code"] == "ResourceInUse"
+    assert config.status_code == 409 and config.json()["code"] == "ResourceInUse"
+    still_serving(server, healthy)
+
+
+def test_unsupported_media_type_and_accept(server: ShipwayServer, healthy: models.Trained) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/endpoints/healthy/invocations",
+            content=json.dumps(healthy.rows.tolist()),
+            headers={"Content-Type": "application/json", "Accept": "image/png"},
+        )
+    assert response.status_code == 424
+    assert response.json()["OriginalStatusCode"] == 406

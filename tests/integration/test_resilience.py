@@ -1,0 +1,130 @@
+"""Instances and servers that die: only in-flight requests fail, and everything comes back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures import models
+from tests.fixtures.server import ShipwayServer, start_server
+from tests.integration.deploy import deploy, invoke_json
+
+
+def _instances(server: ShipwayServer, name: str) -> list[dict[str, object]]:
+    with server.client() as client:
+        found: list[dict[str, object]] = client.get(f"/api/endpoints/{name}/instances").json()[
+            "Instances"
+        ]
+        return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_kill_9_of_an_instance_under_load_fails_only_its_in_flight_requests(
+    shipway_server: ShipwayServer, tmp_path: Path
+) -> None:
+    model = models.train_sklearn(tmp_path / "model")
+    deploy(shipway_server, "sturdy", str(model.folder), "sklearn", variants=[("AllTraffic", 2, 1)])
+    before = _instances(shipway_server, "sturdy")
+    assert [i["Status"] for i in before] == ["InService", "InService"]
+    body = json.dumps(model.rows[:1].tolist())
+    outcomes: list[tuple[float, int]] = []
+    stop = threading.Event()
+    workers = 4
+
+    def load() -> None:
+        with httpx.Client(base_url=shipway_server.url, timeout=30) as client:
+            while not stop.is_set():
+                response = client.post(
+                    "/endpoints/sturdy/invocations",
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                outcomes.append((time.monotonic(), response.status_code))
+
+    threads = [threading.Thread(target=load) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    victim = before[0]
+    killed_at = time.monotonic()
+    os.kill(int(str(victim["Pid"])), signal.SIGKILL)
+    time.sleep(2.0)
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+    failures = [status for _, status in outcomes if status != 200]
+    served_after = [s for t, s in outcomes if t > killed_at + 0.2]
+    # at most the requests that were in flight on the victim (one per load thread) fail
+    assert len(failures) <= workers, failures
+    assert served_after and all(s == 200 for s in served_after)
+    assert len(outcomes) > 200
+
+    # the controller replaces the dead instance
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = _instances(shipway_server, "sturdy")
+        ids = {i["InstanceId"] for i in now if i["Status"] == "InService"}
+        if len(ids) == 2 and victim["InstanceId"] not in ids:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"not replaced: {now}\n{shipway_server.log()}")
+    with shipway_server.client() as client:
+        assert invoke_json(client, "sturdy", model.rows[:3]).status_code == 200
+
+
+def test_restarting_the_server_brings_endpoints_back(tmp_path: Path) -> None:
+    model = models.train_sklearn(tmp_path / "model")
+    home = tmp_path / "home"
+    server = start_server(home)
+    try:
+        deploy(server, "durable", str(model.folder), "sklearn")
+        pids = [int(str(i["Pid"])) for i in _instances(server, "durable")]
+        assert server.stop(signal.SIGTERM) == 0
+        assert not any(_alive(pid) for pid in pids), "instances outlived a clean shutdown"
+
+        server = start_server(home)  # same data dir, no create call
+        described = server.wait_for_endpoint("durable")
+        assert described["EndpointStatus"] == "InService"
+        deadline = time.monotonic() + 30
+        with server.client() as client:
+            while True:
+                response = invoke_json(client, "durable", model.rows)
+                if response.status_code == 200 or time.monotonic() > deadline:
+                    break
+                assert response.status_code == 503, response.text  # instances still starting
+                time.sleep(0.1)
+        assert response.status_code == 200, response.text
+        assert response.json() == model.expected.tolist()
+    finally:
+        server.stop()
+
+
+def test_kill_9_of_the_server_leaves_no_instances_behind(tmp_path: Path) -> None:
+    model = models.train_sklearn(tmp_path / "model")
+    server = start_server(tmp_path / "home")
+    try:
+        deploy(server, "orphans", str(model.folder), "sklearn")
+        pids = [int(str(i["Pid"])) for i in _instances(server, "orphans")]
+    finally:
+        server.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids), "instances outlived their server"
