@@ -61,7 +61,7 @@ def test_unknown_model_in_a_config(server: ShipwayServer, healthy: models.Traine
                         "ModelName": "ghost",
                         "InstanceType": "ml.m5.large",
                         "InitialInstanceCount": 1,
-                    }  # fmt: skip
+                    }
                 ],
             },
         )
@@ -102,7 +102,8 @@ def test_invalid_names_name_the_field(server: ShipwayServer) -> None:
         )
     assert response.status_code == 400
     message = response.json()["message"]
-    assert "'modelName'" in message and "regular expression" in message
+    assert "'modelName'" in message
+    assert "regular expression" in message
 
 
 @pytest.mark.parametrize(
@@ -120,7 +121,8 @@ def test_malformed_body_for_its_content_type(
     assert response.headers["x-amzn-errortype"] == "ModelError"
     error = response.json()
     assert error["OriginalStatusCode"] == 400
-    assert error["OriginalMessage"] and error["OriginalMessage"] in error["Message"]
+    assert error["OriginalMessage"]
+    assert error["OriginalMessage"] in error["Message"]
     still_serving(server, healthy)
 
 
@@ -187,8 +189,10 @@ def test_deleting_what_an_endpoint_uses_is_refused(
     with server.client() as client:
         model = client.delete("/api/models/healthy")
         config = client.delete("/api/endpoint-configs/healthy")
-    assert model.status_code == 409 and model.json()["code"] == "ResourceInUse"
-    assert config.status_code == 409 and config.json()["code"] == "ResourceInUse"
+    assert model.status_code == 409
+    assert model.json()["code"] == "ResourceInUse"
+    assert config.status_code == 409
+    assert config.json()["code"] == "ResourceInUse"
     still_serving(server, healthy)
 
 
