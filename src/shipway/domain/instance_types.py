@@ -17,7 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from shipway.domain.errors import ValidationError
+from shipway.domain.shape import describe
 
 __all__ = ["InstanceType", "InstanceTypeCatalog"]
 
@@ -75,10 +78,14 @@ class InstanceTypeCatalog:
 
 
 def _parse(data: Any, source: str) -> list[InstanceType]:
+    rows = data.get("instance_types") if isinstance(data, dict) else None
     try:
-        return [InstanceType(**row) for row in data["instance_types"]]
-    except (KeyError, TypeError) as exc:
+        return _ROWS.validate_python(rows, strict=False)
+    except pydantic.ValidationError as exc:
         raise ValidationError(
             f'{source} must be {{"instance_types": [{{"name", "vcpus", "memory_gib", '
-            f'"price_per_hour", ...}}]}}: {exc}'
+            f'"price_per_hour", ...}}]}} with numbers where numbers go: {describe(exc)}'
         ) from exc
+
+
+_ROWS = pydantic.TypeAdapter(list[InstanceType], config=pydantic.ConfigDict(extra="forbid"))

@@ -91,24 +91,31 @@ def describe(exc: pydantic.ValidationError) -> str:
     return describe_errors(exc.errors())
 
 
+def _shown(error: Any) -> str:
+    value = error.get("input")
+    if error["type"] == "missing" or value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, dict | list):
+        return "[object]"
+    return repr(value)
+
+
 def describe_errors(errors: Sequence[Any], skip: int = 0) -> str:
     """:func:`describe` for pydantic's error dicts; ``skip`` drops leading ``loc`` parts."""
     items = []
     for error in errors:
+        loc = tuple(error["loc"])[skip:]
         if error["type"] == "value_error":
-            # a model validator's own message (a rule across fields): say it as it is
-            items.append(str(error.get("ctx", {}).get("error", error["msg"])))
+            rule = str(error.get("ctx", {}).get("error", error["msg"]))
+            # a model validator's rule across fields has no location: say it as it is
+            items.append(
+                f"Value at '{_path(loc)}' failed to satisfy constraint: {rule}" if loc else rule
+            )
             continue
-        value = error.get("input")
-        shown = (
-            "null" if error["type"] == "missing" else repr(value) if value is not None else "null"
-        )
-        if isinstance(value, str):
-            shown = f"'{value}'"
-        elif isinstance(value, dict | list):
-            shown = "[object]"
         items.append(
-            f"Value {shown} at '{_path(tuple(error['loc'])[skip:])}' failed to satisfy constraint: "
+            f"Value {_shown(error)} at '{_path(loc)}' failed to satisfy constraint: "
             f"{_constraint(error)}"
         )
     count = len(items)

@@ -144,7 +144,7 @@ class MetricsStore:
         count: int = 1,
     ) -> None:
         """Add a datapoint (``count`` equal datapoints) at ``timestamp`` (epoch seconds)."""
-        dims = dimensions if isinstance(dimensions, tuple) else tuple(sorted(dimensions.items()))
+        dims = tuple(sorted(dimensions if isinstance(dimensions, tuple) else dimensions.items()))
         series = Series(namespace, name, dims, unit)
         second = int(timestamp)
         with self._lock:

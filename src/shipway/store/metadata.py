@@ -121,11 +121,14 @@ class Collection(Generic[S]):
     def page(self, query: ListInput) -> tuple[list[S], str | None]:
         """One page of a List call: filters, sort order and the keyset NextToken."""
         t = self._table
-        sort_col = {
-            SortBy.NAME: t.c.name_key,
-            SortBy.CREATION_TIME: t.c.creation_time,
-            SortBy.STATUS: t.c.status if "status" in t.c else t.c.creation_time,
-        }[query.sort_by]
+        if query.sort_by is SortBy.STATUS:
+            if "status" not in t.c:
+                raise ValidationError("SortBy must be Name or CreationTime for this list.")
+            sort_col = t.c.status
+        elif query.sort_by is SortBy.NAME:
+            sort_col = t.c.name_key
+        else:
+            sort_col = t.c.creation_time
         descending = query.sort_order is SortOrder.DESCENDING
         stmt = sa.select(sort_col, t.c.name_key, t.c.doc)
         if query.name_contains:
@@ -142,7 +145,7 @@ class Collection(Generic[S]):
             if query.status_equals is not None:
                 stmt = stmt.where(t.c.status == query.status_equals.value)
         if query.next_token:
-            last_value, last_key = _decode_token(query.next_token)
+            last_value, last_key = _decode_token(query.next_token, query.sort_by)
             after = sa.tuple_(sort_col, t.c.name_key)
             bound = sa.tuple_(sa.literal(last_value), sa.literal(last_key))
             stmt = stmt.where(after < bound if descending else after > bound)
@@ -154,23 +157,31 @@ class Collection(Generic[S]):
         token = None
         if len(rows) > query.max_results:
             last = rows[query.max_results - 1]
-            token = _encode_token(last[0], last.name_key)
+            token = _encode_token(query.sort_by, last[0], last.name_key)
         return items, token
 
 
-def _encode_token(value: Any, key: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([value, key]).encode()).decode()
+def _encode_token(sort_by: SortBy, value: Any, key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([sort_by.value, value, key]).encode()).decode()
 
 
-def _decode_token(token: str) -> tuple[Any, str]:
+def _decode_token(token: str, sort_by: SortBy) -> tuple[Any, str]:
+    """The keyset a NextToken carries; ValidationError unless this API made it for this sort."""
+    invalid = ValidationError(
+        f"NextToken '{token[:64]}' is not a token this API returned for SortBy {sort_by.value}."
+    )
     try:
-        value, key = json.loads(base64.urlsafe_b64decode(token.encode()))
+        sort, value, key = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (ValueError, binascii.Error, TypeError) as exc:
-        raise ValidationError(
-            f"NextToken '{token[:64]}' is not a token this API returned."
-        ) from exc
-    if not isinstance(key, str):
-        raise ValidationError(f"NextToken '{token[:64]}' is not a token this API returned.")
+        raise invalid from exc
+    numeric = sort_by is SortBy.CREATION_TIME
+    fits = (
+        isinstance(value, int | float) and not isinstance(value, bool)
+        if numeric
+        else isinstance(value, str)
+    )
+    if sort != sort_by.value or not fits or not isinstance(key, str):
+        raise invalid
     return value, key
 
 

@@ -1,0 +1,457 @@
+"""``ShipwayClient``: a small typed SDK over Shipway's REST API (``/api/...``, invocations).
+
+Requests and answers use the domain shapes (:mod:`shipway.domain`), PascalCase on the wire.
+Every failure is a :class:`ClientError`; lower-layer errors (httpx, pydantic) are translated here:
+
+    ClientError              base; ``exit_code`` is what a command line exits with (1)
+    ├── ApiError             the server answered an error: ``code``, ``message``, ``status``
+    │                        (a ModelError also has ``original_status``, ``original_message``)
+    ├── ServerUnreachable    nothing answers at the URL
+    ├── EndpointFailed       an endpoint being waited for ended Failed
+    └── WaitTimeout          an endpoint did not settle in time
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+import pydantic
+
+from shipway.domain.endpoint import (
+    CreateEndpointInput,
+    DescribeEndpointOutput,
+    EndpointStatus,
+    EndpointSummary,
+)
+from shipway.domain.endpoint_config import (
+    CreateEndpointConfigInput,
+    EndpointConfig,
+    EndpointConfigSummary,
+)
+from shipway.domain.instance_types import InstanceType
+from shipway.domain.listing import SortBy, SortOrder
+from shipway.domain.model import CreateModelInput, Model, ModelSummary
+from shipway.domain.shape import Shape, dump
+
+__all__ = [
+    "DEFAULT_URL",
+    "ApiError",
+    "ClientError",
+    "EndpointFailed",
+    "InvocationResult",
+    "ServerUnreachable",
+    "ShipwayClient",
+    "WaitTimeout",
+]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+TRANSITIONAL = frozenset(
+    {
+        EndpointStatus.CREATING,
+        EndpointStatus.UPDATING,
+        EndpointStatus.SYSTEM_UPDATING,
+        EndpointStatus.ROLLING_BACK,
+        EndpointStatus.DELETING,
+    }
+)
+"""Statuses an endpoint leaves on its own: :meth:`ShipwayClient.wait_for_endpoint` waits."""
+
+PAGE_SIZE = 100
+"""The largest page the REST API serves."""
+
+S = TypeVar("S", bound=Shape)
+
+
+class ClientError(Exception):
+    """Base of every error the client raises."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ApiError(ClientError):
+    """The server answered with an error status; ``code`` is SageMaker's error code."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int,
+        *,
+        original_status: int | None = None,
+        original_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.original_status = original_status
+        self.original_message = original_message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class ServerUnreachable(ClientError):
+    """No Shipway server answers at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"cannot reach Shipway at {url}: is 'shipway server' running?")
+        self.url = url
+
+
+class EndpointFailed(ClientError):
+    """An endpoint that was waited for ended ``Failed``; ``endpoint`` is its description."""
+
+    def __init__(self, endpoint: DescribeEndpointOutput) -> None:
+        reason = endpoint.failure_reason or "no failure reason was given"
+        super().__init__(f"endpoint {endpoint.endpoint_name} failed: {reason}")
+        self.endpoint = endpoint
+
+
+class WaitTimeout(ClientError):
+    """An endpoint was still in a transitional status when the wait ran out."""
+
+    def __init__(self, name: str, status: str, timeout: float) -> None:
+        super().__init__(f"endpoint {name} is still {status} after {timeout:g} s")
+        self.name = name
+        self.status = status
+        self.timeout = timeout
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """What an endpoint answered: the body as is, its media type and the variant that served it."""
+
+    body: bytes
+    content_type: str
+    variant: str | None
+
+
+class ShipwayClient:
+    """The REST API of one Shipway server.
+
+    ``url`` defaults to :data:`DEFAULT_URL`; a URL without a scheme gets ``http://``.
+    ``transport`` replaces the network (an ``httpx.MockTransport`` in tests); ``page_size`` is how
+    many items each list request asks for.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        timeout: float = 60.0,
+        page_size: int = PAGE_SIZE,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        url = (url or DEFAULT_URL).rstrip("/")
+        self.url = url if "://" in url else f"http://{url}"
+        self.page_size = page_size
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._transport = transport
+        self._http: httpx.Client | None = None
+        """Made on the first request, so a client that is never used costs nothing."""
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- models -------------------------------------------------------------------------------
+
+    def create_model(self, request: CreateModelInput) -> str:
+        """Create a model; returns its ARN."""
+        return str(self._document("POST", "/api/models", json=dump(request)).get("ModelArn"))
+
+    def describe_model(self, name: str) -> Model:
+        return _shape(Model, self._document("GET", f"/api/models/{_name(name)}"))
+
+    def list_models(
+        self,
+        *,
+        name_contains: str | None = None,
+        sort_by: SortBy = SortBy.CREATION_TIME,
+        sort_order: SortOrder = SortOrder.DESCENDING,
+        max_results: int | None = None,
+    ) -> list[ModelSummary]:
+        """Models, following pages until ``max_results`` (or all of them when None)."""
+        params = _filters(name_contains, sort_by, sort_order)
+        items = self._list("/api/models", "Models", params, max_results)
+        return [_shape(ModelSummary, item) for item in items]
+
+    def delete_model(self, name: str) -> None:
+        self._request("DELETE", f"/api/models/{_name(name)}")
+
+    # --- endpoint configurations --------------------------------------------------------------
+
+    def create_endpoint_config(self, request: CreateEndpointConfigInput) -> str:
+        """Create an endpoint configuration; returns its ARN."""
+        answer = self._document("POST", "/api/endpoint-configs", json=dump(request))
+        return str(answer.get("EndpointConfigArn"))
+
+    def describe_endpoint_config(self, name: str) -> EndpointConfig:
+        answer = self._document("GET", f"/api/endpoint-configs/{_name(name)}")
+        return _shape(EndpointConfig, answer)
+
+    def list_endpoint_configs(
+        self,
+        *,
+        name_contains: str | None = None,
+        sort_by: SortBy = SortBy.CREATION_TIME,
+        sort_order: SortOrder = SortOrder.DESCENDING,
+        max_results: int | None = None,
+    ) -> list[EndpointConfigSummary]:
+        params = _filters(name_contains, sort_by, sort_order)
+        items = self._list("/api/endpoint-configs", "EndpointConfigs", params, max_results)
+        return [_shape(EndpointConfigSummary, item) for item in items]
+
+    def delete_endpoint_config(self, name: str) -> None:
+        self._request("DELETE", f"/api/endpoint-configs/{_name(name)}")
+
+    # --- endpoints ----------------------------------------------------------------------------
+
+    def create_endpoint(self, request: CreateEndpointInput) -> str:
+        """Start creating an endpoint (status Creating); returns its ARN."""
+        answer = self._document("POST", "/api/endpoints", json=dump(request))
+        return str(answer.get("EndpointArn"))
+
+    def describe_endpoint(self, name: str) -> DescribeEndpointOutput:
+        answer = self._document("GET", f"/api/endpoints/{_name(name)}")
+        return _shape(DescribeEndpointOutput, answer)
+
+    def list_endpoints(
+        self,
+        *,
+        name_contains: str | None = None,
+        status: EndpointStatus | None = None,
+        sort_by: SortBy = SortBy.CREATION_TIME,
+        sort_order: SortOrder = SortOrder.DESCENDING,
+        max_results: int | None = None,
+    ) -> list[EndpointSummary]:
+        params = _filters(name_contains, sort_by, sort_order)
+        if status is not None:
+            params["status_equals"] = status.value
+        items = self._list("/api/endpoints", "Endpoints", params, max_results)
+        return [_shape(EndpointSummary, item) for item in items]
+
+    def delete_endpoint(self, name: str) -> None:
+        """Start deleting an endpoint (status Deleting, then gone)."""
+        self._request("DELETE", f"/api/endpoints/{_name(name)}")
+
+    def wait_for_endpoint(
+        self,
+        name: str,
+        timeout: float = 600.0,
+        *,
+        poll: float = 0.25,
+        on_poll: Callable[[DescribeEndpointOutput], None] | None = None,
+    ) -> DescribeEndpointOutput:
+        """Poll until the endpoint leaves Creating/Updating/Deleting and the like.
+
+        Returns the settled description; raises :class:`EndpointFailed` when it settles Failed,
+        :class:`WaitTimeout` when ``timeout`` seconds pass first, and :class:`ApiError`
+        (ResourceNotFound) when it is gone, as a deleted endpoint is. ``on_poll`` sees each
+        description.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            endpoint = self.describe_endpoint(name)
+            if on_poll is not None:
+                on_poll(endpoint)
+            if endpoint.endpoint_status not in TRANSITIONAL:
+                break
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(name, endpoint.endpoint_status.value, timeout)
+            time.sleep(poll)
+        if endpoint.endpoint_status is EndpointStatus.FAILED:
+            raise EndpointFailed(endpoint)
+        return endpoint
+
+    def wait_for_endpoint_deleted(
+        self,
+        name: str,
+        timeout: float = 600.0,
+        *,
+        poll: float = 0.25,
+        on_poll: Callable[[DescribeEndpointOutput], None] | None = None,
+    ) -> None:
+        """Poll until the endpoint is gone; :class:`WaitTimeout` if it outlives ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                endpoint = self.describe_endpoint(name)
+            except ApiError as exc:
+                if exc.status == 404:
+                    return
+                raise
+            if on_poll is not None:
+                on_poll(endpoint)
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(name, endpoint.endpoint_status.value, timeout)
+            time.sleep(poll)
+
+    # --- invocations and the catalog ----------------------------------------------------------
+
+    def invoke(
+        self,
+        endpoint: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        accept: str | None = None,
+        target_variant: str | None = None,
+        custom_attributes: str | None = None,
+    ) -> InvocationResult:
+        """Send ``body`` to the endpoint as is (SageMaker's InvokeEndpoint)."""
+        headers = {"Content-Type": content_type}
+        if accept is not None:
+            headers["Accept"] = accept
+        if target_variant is not None:
+            headers["X-Amzn-SageMaker-Target-Variant"] = target_variant
+        if custom_attributes is not None:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
+        response = self._request(
+            "POST", f"/endpoints/{_name(endpoint)}/invocations", content=body, headers=headers
+        )
+        return InvocationResult(
+            body=response.content,
+            content_type=response.headers.get("content-type", ""),
+            variant=response.headers.get("x-amzn-invoked-production-variant"),
+        )
+
+    def instance_types(self) -> list[InstanceType]:
+        """The instance type catalog, by name."""
+        rows = self._document("GET", "/api/instance-types").get("InstanceTypes", [])
+        try:
+            return [InstanceType(**row) for row in rows]
+        except TypeError as exc:
+            raise ClientError(
+                f"{self.url} answered an instance type this client does not know: {exc}"
+            ) from exc
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _list(
+        self, path: str, key: str, params: dict[str, str], max_results: int | None
+    ) -> list[Any]:
+        """Every item of a listing, page after page (at most ``max_results`` when given)."""
+        items: list[Any] = []
+        token: str | None = None
+        while max_results is None or len(items) < max_results:
+            size = self.page_size if max_results is None else max_results - len(items)
+            query = {**params, "max_results": str(min(self.page_size, size))}
+            if token is not None:
+                query["next_token"] = token
+            page = self._document("GET", path, params=query)
+            found = page.get(key, [])
+            items.extend(found)
+            token = page.get("NextToken")
+            if not token or not found:
+                break
+        return items
+
+    def _document(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The JSON object the server answered."""
+        response = self._request(method, path, **kwargs)
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            raise ClientError(
+                f"{method} {self.url}{path} did not answer a JSON object: is that a Shipway server?"
+            )
+        return document
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        try:
+            if self._http is None:
+                self._http = httpx.Client(
+                    base_url=self.url, timeout=self._timeout, transport=self._transport
+                )
+            response = self._http.request(
+                method, path, json=json, params=params, content=content, headers=headers
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ServerUnreachable(self.url) from exc
+        except httpx.InvalidURL as exc:
+            raise ClientError(f"{self.url} is not a valid Shipway URL: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise ClientError(f"{method} {self.url}{path} failed: {exc}") from exc
+        if response.is_error:
+            raise _api_error(response)
+        return response
+
+
+def _name(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _filters(name_contains: str | None, sort_by: SortBy, sort_order: SortOrder) -> dict[str, str]:
+    params = {"sort_by": SortBy(sort_by).value, "sort_order": SortOrder(sort_order).value}
+    if name_contains is not None:
+        params["name_contains"] = name_contains
+    return params
+
+
+def _shape(shape: type[S], data: Any) -> S:
+    try:
+        return shape.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ClientError(
+            f"the server answered a {shape.__name__} this client does not understand: {exc}"
+        ) from exc
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    """The REST API's ``{"code", "message"}``, or the runtime's ``x-amzn-ErrorType`` + body."""
+    status = response.status_code
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        text = response.text.strip()[:500] or response.reason_phrase
+        return ApiError(f"HTTP{status}", text, status)
+    header = response.headers.get("x-amzn-errortype", "")
+    code = str(document.get("code") or header.split(":")[0] or f"HTTP{status}")
+    message = str(document.get("message") or document.get("Message") or response.reason_phrase)
+    original = document.get("OriginalStatusCode")
+    return ApiError(
+        code,
+        message,
+        status,
+        original_status=original if isinstance(original, int) else None,
+        original_message=(
+            str(document["OriginalMessage"]) if "OriginalMessage" in document else None
+        ),
+    )

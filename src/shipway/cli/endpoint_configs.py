@@ -1,0 +1,243 @@
+"""``shipway endpoint-configs``: the production variants an endpoint serves; and the instance types.
+
+A variant is given as ``--variant "name=AllTraffic,model=m1,instance-type=ml.m5.large,count=1,
+weight=1,routing=LEAST_OUTSTANDING_REQUESTS"`` (repeatable), or for one variant by the shorthand
+``--model m1 [--instance-type ...] [--count ...] [--variant-name ...]``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from shipway.cli.client import ShipwayClient
+from shipway.domain.endpoint_config import CreateEndpointConfigInput, EndpointConfig
+from shipway.domain.listing import SortBy, SortOrder
+from shipway.domain.shape import dump, parse
+
+__all__ = [
+    "DEFAULT_INSTANCE_TYPE",
+    "DEFAULT_VARIANT_NAME",
+    "app",
+    "create",
+    "delete",
+    "describe",
+    "instance_types",
+    "list_",
+    "parse_variant",
+]
+
+DEFAULT_INSTANCE_TYPE = "ml.m5.large"
+DEFAULT_VARIANT_NAME = "AllTraffic"
+
+app = typer.Typer(
+    help="Create, describe, list and delete endpoint configurations.", no_args_is_help=True
+)
+console = Console(highlight=False, soft_wrap=True)
+
+Name = Annotated[str, typer.Argument(help="The endpoint configuration's name.", show_default=False)]
+
+_VARIANT_KEYS = {
+    "name": "VariantName",
+    "model": "ModelName",
+    "instance-type": "InstanceType",
+    "count": "InitialInstanceCount",
+    "weight": "InitialVariantWeight",
+    "routing": "RoutingConfig",
+}
+
+
+def parse_variant(spec: str) -> dict[str, Any]:
+    """One ``--variant`` spec (``key=value`` pairs split by commas) as a wire ProductionVariant.
+
+    Keys: name (default AllTraffic), model (required), instance-type (default ml.m5.large),
+    count (default 1), weight (default 1), routing (LEAST_OUTSTANDING_REQUESTS or RANDOM).
+    """
+    given: dict[str, str] = {}
+    for item in spec.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key:
+            raise _bad_variant(spec, f"{item.strip()!r} is not key=value")
+        if key not in _VARIANT_KEYS:
+            raise _bad_variant(spec, f"unknown key {key!r}; known: {', '.join(_VARIANT_KEYS)}")
+        given[key] = value
+    if "model" not in given:
+        raise _bad_variant(spec, "it names no model (model=...)")
+    variant: dict[str, Any] = {
+        "VariantName": given.get("name", DEFAULT_VARIANT_NAME),
+        "ModelName": given["model"],
+        "InstanceType": given.get("instance-type", DEFAULT_INSTANCE_TYPE),
+    }
+    try:
+        variant["InitialInstanceCount"] = int(given.get("count", "1"))
+        variant["InitialVariantWeight"] = float(given.get("weight", "1"))
+    except ValueError as exc:
+        raise _bad_variant(spec, f"count and weight must be numbers ({exc})") from exc
+    if "routing" in given:
+        variant["RoutingConfig"] = {"RoutingStrategy": given["routing"].upper()}
+    return variant
+
+
+def _bad_variant(spec: str, reason: str) -> typer.BadParameter:
+    return typer.BadParameter(f"{spec!r}: {reason}", param_hint="'--variant'")
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: Name,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A production variant as key=value pairs split by commas; keys: name, model, "
+            "instance-type, count, weight, routing (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Shorthand for one variant: the model it serves.", show_default=False),
+    ] = None,
+    instance_type: Annotated[
+        str, typer.Option(help="Shorthand: the variant's instance type.")
+    ] = DEFAULT_INSTANCE_TYPE,
+    count: Annotated[int, typer.Option(min=1, help="Shorthand: the variant's instances.")] = 1,
+    variant_name: Annotated[
+        str, typer.Option(help="Shorthand: the variant's name.")
+    ] = DEFAULT_VARIANT_NAME,
+) -> None:
+    """Create an endpoint configuration from one or more production variants."""
+    if variant and model is not None:
+        raise typer.BadParameter("give --variant or --model, not both", param_hint="'--model'")
+    if variant:
+        variants = [parse_variant(spec) for spec in variant]
+    elif model is not None:
+        variants = [
+            {
+                "VariantName": variant_name,
+                "ModelName": model,
+                "InstanceType": instance_type,
+                "InitialInstanceCount": count,
+            }
+        ]
+    else:
+        raise typer.BadParameter(
+            "give at least one --variant, or --model for a single variant",
+            param_hint="'--variant' / '--model'",
+        )
+    request = parse(
+        CreateEndpointConfigInput, {"EndpointConfigName": name, "ProductionVariants": variants}
+    )
+    arn = ctx.ensure_object(ShipwayClient).create_endpoint_config(request)
+    console.print(f"Created endpoint configuration [bold]{escape(name)}[/] ({escape(arn)})")
+
+
+@app.command()
+def describe(
+    ctx: typer.Context,
+    name: Name,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """Show an endpoint configuration and its variants."""
+    config = ctx.ensure_object(ShipwayClient).describe_endpoint_config(name)
+    if as_json:
+        typer.echo(json.dumps(dump(config), indent=2))
+        return
+    _render(config)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    name_contains: Annotated[
+        str | None, typer.Option(help="Only names containing this.", show_default=False)
+    ] = None,
+    max_results: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most this many (default: all).", show_default=False),
+    ] = None,
+    sort_by: Annotated[SortBy, typer.Option(case_sensitive=False)] = SortBy.CREATION_TIME,
+    sort_order: Annotated[SortOrder, typer.Option(case_sensitive=False)] = SortOrder.DESCENDING,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """List endpoint configurations."""
+    configs = ctx.ensure_object(ShipwayClient).list_endpoint_configs(
+        name_contains=name_contains, sort_by=sort_by, sort_order=sort_order, max_results=max_results
+    )
+    if as_json:
+        typer.echo(json.dumps({"EndpointConfigs": [dump(c) for c in configs]}, indent=2))
+        return
+    if not configs:
+        console.print("No endpoint configurations.")
+        return
+    table = Table("Name", "Created", title="Endpoint configurations")
+    for summary in configs:
+        table.add_row(
+            summary.endpoint_config_name, f"{summary.creation_time.astimezone():%Y-%m-%d %H:%M:%S}"
+        )
+    console.print(table)
+
+
+@app.command()
+def delete(ctx: typer.Context, name: Name) -> None:
+    """Delete an endpoint configuration that no endpoint uses."""
+    ctx.ensure_object(ShipwayClient).delete_endpoint_config(name)
+    console.print(f"Deleted endpoint configuration [bold]{escape(name)}[/]")
+
+
+def instance_types(ctx: typer.Context) -> None:
+    """List the instance types a variant can run on, with their sizes and prices."""
+    types = ctx.ensure_object(ShipwayClient).instance_types()
+    table = Table(
+        "Name", "vCPUs", "Memory (GiB)", "Accelerator", "Price/hour", title="Instance types"
+    )
+    for t in types:
+        accelerator = (
+            f"{t.accelerator_count} x {t.accelerator} ({t.accelerator_memory_gib:g} GiB)"
+            if t.accelerator
+            else ""
+        )
+        table.add_row(
+            t.name,
+            "all" if t.vcpus <= 0 else str(t.vcpus),
+            "all" if t.memory_gib <= 0 else f"{t.memory_gib:g}",
+            escape(accelerator),
+            f"${t.price_per_hour:.3f}",
+        )
+    console.print(table)
+
+
+def _render(config: EndpointConfig) -> None:
+    console.print(f"[bold]Endpoint configuration[/]  {escape(config.endpoint_config_name)}")
+    console.print(f"ARN      {escape(config.endpoint_config_arn)}")
+    console.print(f"Created  {config.creation_time.astimezone():%Y-%m-%d %H:%M:%S}")
+    groups = [("Production variants", config.production_variants)]
+    if config.shadow_production_variants:
+        groups.append(("Shadow variants", config.shadow_production_variants))
+    for title, variants in groups:
+        table = Table("Variant", "Model", "Instance type", "Count", "Weight", title=title)
+        table.add_column("Routing", no_wrap=True)
+        for v in variants:
+            serverless = v.serverless_config
+            table.add_row(
+                escape(v.variant_name),
+                escape(v.model_name or ""),
+                escape(
+                    v.instance_type
+                    or (
+                        f"serverless {serverless.memory_size_in_mb} MB, "
+                        f"concurrency {serverless.max_concurrency}"
+                        if serverless
+                        else ""
+                    )
+                ),
+                "" if v.initial_instance_count is None else str(v.initial_instance_count),
+                f"{v.weight:g}",
+                v.routing_strategy.value,
+            )
+        console.print(table)

@@ -1,0 +1,80 @@
+"""``shipway invoke``: send a request to an endpoint and print its answer as is."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from shipway.cli.client import ShipwayClient
+
+__all__ = ["invoke"]
+
+progress = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def invoke(
+    ctx: typer.Context,
+    endpoint: Annotated[str, typer.Argument(help="The endpoint to invoke.", show_default=False)],
+    body: Annotated[
+        str | None, typer.Option(help="The request body, as text.", show_default=False)
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="Read the request body from this file.",
+            show_default=False,
+        ),
+    ] = None,
+    content_type: Annotated[
+        str, typer.Option(help="How the model reads the body: application/json, text/csv...")
+    ] = "application/json",
+    accept: Annotated[
+        str | None,
+        typer.Option(help="How to answer (default: the model's choice).", show_default=False),
+    ] = None,
+    target_variant: Annotated[
+        str | None, typer.Option(help="Send to this production variant.", show_default=False)
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say which variant answered (on stderr).")
+    ] = False,
+) -> None:
+    """Invoke an endpoint: the body from --body, --file or stdin; the answer on stdout."""
+    if body is not None and file is not None:
+        raise typer.BadParameter("give --body or --file, not both", param_hint="'--file'")
+    if body is not None:
+        payload = body.encode()
+    elif file is not None:
+        payload = file.read_bytes()
+    elif sys.stdin.isatty():
+        raise typer.BadParameter(
+            "give the request body with --body or --file, or pipe it on stdin",
+            param_hint="'--body'",
+        )
+    else:
+        payload = typer.get_binary_stream("stdin").read()
+    result = ctx.ensure_object(ShipwayClient).invoke(
+        endpoint,
+        payload,
+        content_type=content_type,
+        accept=accept,
+        target_variant=target_variant,
+    )
+    if verbose:
+        progress.print(
+            f"Variant {escape(result.variant or '?')} answered "
+            f"{len(result.body)} bytes of {escape(result.content_type)}"
+        )
+    out = typer.get_binary_stream("stdout")
+    out.write(result.body)
+    if sys.stdout.isatty() and not result.body.endswith(b"\n"):
+        out.write(b"\n")
+    out.flush()
