@@ -205,3 +205,25 @@ def test_unsupported_media_type_and_accept(server: ShipwayServer, healthy: model
         )
     assert response.status_code == 424
     assert response.json()["OriginalStatusCode"] == 406
+
+
+def test_rest_errors_keep_one_shape(server: ShipwayServer) -> None:
+    with server.client() as client:
+        missing = client.get("/api/no-such-thing")
+        wrong_method = client.put("/api/models")
+        not_json = client.post(
+            "/api/models", content=b"{bad", headers={"Content-Type": "application/json"}
+        )
+        bad_query = client.get("/api/endpoints", params={"status_equals": "Bogus"})
+        types = client.get("/api/instance-types").json()["InstanceTypes"]
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "NotFound"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["code"] == "MethodNotAllowed"
+    assert not_json.status_code == 400
+    assert not_json.json()["message"].startswith("The request body is not valid JSON")
+    assert bad_query.status_code == 400
+    assert "'statusEquals'" in bad_query.json()["message"]
+    assert {"Name": "ml.m5.large", "VCpus": 2}.items() <= types[0].items() or any(
+        t["Name"] == "ml.m5.large" and t["VCpus"] == 2 for t in types
+    )

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shipway import __version__
 from shipway.api.runtime import runtime_error
@@ -117,8 +118,22 @@ def create_rest_app(platform: Platform) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
-        message = describe_errors(errors, skip=1)
+        broken = [e for e in errors if e["type"] == "json_invalid"]
+        if broken:
+            reason = broken[0].get("ctx", {}).get("error", "")
+            message = f"The request body is not valid JSON: {reason}".rstrip(": ")
+        else:
+            message = describe_errors(errors, skip=1)
         return JSONResponse({"code": "ValidationException", "message": message}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "NotFound", 405: "MethodNotAllowed"}
+        return JSONResponse(
+            {"code": codes.get(exc.status_code, f"HTTP{exc.status_code}"), "message": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.get("/healthz", tags=["server"], summary="Liveness of the server")
     def healthz() -> dict[str, str]:
@@ -283,7 +298,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
 
     @app.get("/api/instance-types", tags=["instance types"])
     def instance_types() -> dict[str, Any]:
-        return {"InstanceTypes": [t.to_dict() for t in services.catalog]}
+        return {"InstanceTypes": [t.to_wire() for t in services.catalog]}
 
     @app.get("/api/metrics", tags=["metrics"], summary="Query a metric (like GetMetricStatistics)")
     def query_metrics(

@@ -343,7 +343,7 @@ class ShipwayClient:
         """The instance type catalog, by name."""
         rows = self._document("GET", "/api/instance-types").get("InstanceTypes", [])
         try:
-            return [InstanceType(**row) for row in rows]
+            return [InstanceType.from_wire(row) for row in rows]
         except TypeError as exc:
             raise ClientError(
                 f"{self.url} answered an instance type this client does not know: {exc}"

@@ -40,8 +40,25 @@ class InstanceType:
         cores = machine_cores or os.cpu_count() or 1
         return cores if self.vcpus <= 0 else max(1, min(self.vcpus, cores))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_wire(self) -> dict[str, Any]:
+        """The API form: PascalCase members, like every other shape."""
+        return {_WIRE[k]: v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> InstanceType:
+        names = {v: k for k, v in _WIRE.items()}
+        return cls(**{names[k]: v for k, v in data.items() if k in names})
+
+
+_WIRE = {
+    "name": "Name",
+    "vcpus": "VCpus",
+    "memory_gib": "MemoryGiB",
+    "price_per_hour": "PricePerHour",
+    "accelerator": "Accelerator",
+    "accelerator_count": "AcceleratorCount",
+    "accelerator_memory_gib": "AcceleratorMemoryGiB",
+}
 
 
 class InstanceTypeCatalog:

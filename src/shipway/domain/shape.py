@@ -47,7 +47,9 @@ def dump(shape: Shape) -> dict[str, Any]:
 
 
 def _camel(name: str) -> str:
-    return name[:1].lower() + name[1:]
+    """``ModelName`` and ``model_name`` both read ``modelName``, as AWS names fields."""
+    head, *rest = name.split("_")
+    return head[:1].lower() + head[1:] + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

@@ -131,13 +131,16 @@ def test_local_uses_every_core() -> None:
     assert local.threads() >= 1
 
 
-def test_to_dict_has_every_field() -> None:
-    assert InstanceType("ml.x", 2, 4.5, 0.25, "T4", 1, 16).to_dict() == {
-        "name": "ml.x",
-        "vcpus": 2,
-        "memory_gib": 4.5,
-        "price_per_hour": 0.25,
-        "accelerator": "T4",
-        "accelerator_count": 1,
-        "accelerator_memory_gib": 16,
+def test_the_wire_form_has_every_field_in_pascal_case_and_reads_back() -> None:
+    instance_type = InstanceType("ml.x", 2, 4.5, 0.25, "T4", 1, 16)
+    wire = instance_type.to_wire()
+    assert wire == {
+        "Name": "ml.x",
+        "VCpus": 2,
+        "MemoryGiB": 4.5,
+        "PricePerHour": 0.25,
+        "Accelerator": "T4",
+        "AcceleratorCount": 1,
+        "AcceleratorMemoryGiB": 16,
     }
+    assert InstanceType.from_wire(wire) == instance_type
