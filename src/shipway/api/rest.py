@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
@@ -71,24 +71,33 @@ def _status(exc: ShipwayError) -> int:
     return 400
 
 
-def _listing(
-    sort_by: SortBy,
-    sort_order: SortOrder,
-    max_results: int,
-    next_token: str | None,
-    name_contains: str | None,
-    creation_time_before: datetime | None,
-    creation_time_after: datetime | None,
-) -> dict[str, Any]:
-    return {
-        "SortBy": sort_by,
-        "SortOrder": sort_order,
-        "MaxResults": max_results,
-        "NextToken": next_token,
-        "NameContains": name_contains,
-        "CreationTimeBefore": creation_time_before,
-        "CreationTimeAfter": creation_time_after,
-    }
+def _list_query(
+    sort_by: Annotated[SortBy, Query(description="Name or CreationTime (Status: endpoints)")] = (
+        SortBy.CREATION_TIME
+    ),
+    sort_order: SortOrder = SortOrder.DESCENDING,
+    max_results: Annotated[int, Query(ge=1, le=100)] = 10,
+    next_token: str | None = None,
+    name_contains: str | None = None,
+    creation_time_before: datetime | None = None,
+    creation_time_after: datetime | None = None,
+) -> ListInput:
+    """The filters, sort order and page every list takes."""
+    return parse(
+        ListInput,
+        {
+            "SortBy": sort_by,
+            "SortOrder": sort_order,
+            "MaxResults": max_results,
+            "NextToken": next_token,
+            "NameContains": name_contains,
+            "CreationTimeBefore": creation_time_before,
+            "CreationTimeAfter": creation_time_after,
+        },
+    )
+
+
+ListQuery = Annotated[ListInput, Depends(_list_query)]
 
 
 def _page(key: str, items: list[Any], token: str | None) -> dict[str, Any]:
@@ -96,11 +105,6 @@ def _page(key: str, items: list[Any], token: str | None) -> dict[str, Any]:
     if token:
         page["NextToken"] = token
     return page
-
-
-SortByQuery = Annotated[SortBy, Query(description="Name, CreationTime (or Status, endpoints)")]
-SortOrderQuery = Annotated[SortOrder, Query()]
-MaxResults = Annotated[int, Query(ge=1, le=100)]
 
 
 def create_rest_app(platform: Platform) -> FastAPI:
@@ -146,18 +150,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
         return services.models.create_model(request)
 
     @app.get("/api/models", tags=["models"])
-    def list_models(
-        sort_by: SortByQuery = SortBy.CREATION_TIME,
-        sort_order: SortOrderQuery = SortOrder.DESCENDING,
-        max_results: MaxResults = 10,
-        next_token: str | None = None,
-        name_contains: str | None = None,
-        creation_time_before: datetime | None = None,
-        creation_time_after: datetime | None = None,
-    ) -> dict[str, Any]:
-        data = _listing(sort_by, sort_order, max_results, next_token, name_contains,
-                        creation_time_before, creation_time_after)  # fmt: skip
-        query = parse(ListInput, data)
+    def list_models(query: ListQuery) -> dict[str, Any]:
         return _page("Models", *services.models.list_models(query))
 
     @app.get("/api/models/{name}", tags=["models"], response_model_exclude_none=True)
@@ -181,18 +174,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
         return services.endpoint_configs.create_endpoint_config(request)
 
     @app.get("/api/endpoint-configs", tags=["endpoint configurations"])
-    def list_endpoint_configs(
-        sort_by: SortByQuery = SortBy.CREATION_TIME,
-        sort_order: SortOrderQuery = SortOrder.DESCENDING,
-        max_results: MaxResults = 10,
-        next_token: str | None = None,
-        name_contains: str | None = None,
-        creation_time_before: datetime | None = None,
-        creation_time_after: datetime | None = None,
-    ) -> dict[str, Any]:
-        data = _listing(sort_by, sort_order, max_results, next_token, name_contains,
-                        creation_time_before, creation_time_after)  # fmt: skip
-        query = parse(ListInput, data)
+    def list_endpoint_configs(query: ListQuery) -> dict[str, Any]:
         return _page("EndpointConfigs", *services.endpoint_configs.list_endpoint_configs(query))
 
     @app.get(
@@ -218,19 +200,10 @@ def create_rest_app(platform: Platform) -> FastAPI:
 
     @app.get("/api/endpoints", tags=["endpoints"])
     def list_endpoints(
-        sort_by: SortByQuery = SortBy.CREATION_TIME,
-        sort_order: SortOrderQuery = SortOrder.DESCENDING,
-        max_results: MaxResults = 10,
-        next_token: str | None = None,
-        name_contains: str | None = None,
-        creation_time_before: datetime | None = None,
-        creation_time_after: datetime | None = None,
-        status_equals: EndpointStatus | None = None,
+        query: ListQuery, status_equals: EndpointStatus | None = None
     ) -> dict[str, Any]:
-        data = _listing(sort_by, sort_order, max_results, next_token, name_contains,
-                        creation_time_before, creation_time_after)  # fmt: skip
-        query = parse(ListEndpointsInput, {**data, "StatusEquals": status_equals})
-        return _page("Endpoints", *services.endpoints.list_endpoints(query))
+        filters = ListEndpointsInput(**query.model_dump(), status_equals=status_equals)
+        return _page("Endpoints", *services.endpoints.list_endpoints(filters))
 
     @app.get("/api/endpoints/{name}", tags=["endpoints"], response_model_exclude_none=True)
     def describe_endpoint(name: str) -> DescribeEndpointOutput:
