@@ -1,4 +1,4 @@
-"""``shipway endpoint-configs``: the production variants an endpoint serves; and the instance types.
+"""``shipway endpoint-configs``: the production variants an endpoint serves.
 
 A variant is given as ``--variant "name=AllTraffic,model=m1,instance-type=ml.m5.large,count=1,
 weight=1,routing=LEAST_OUTSTANDING_REQUESTS"`` (repeatable), or for one variant by the shorthand
@@ -7,18 +7,27 @@ weight=1,routing=LEAST_OUTSTANDING_REQUESTS"`` (repeatable), or for one variant 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from shipway.cli.client import ShipwayClient
+from shipway.cli.render import (
+    AsJson,
+    MaxResults,
+    NameContains,
+    SortByOption,
+    SortOrderOption,
+    console,
+    print_list,
+    print_resource,
+    timestamp,
+)
 from shipway.domain.endpoint_config import CreateEndpointConfigInput, EndpointConfig
 from shipway.domain.listing import SortBy, SortOrder
-from shipway.domain.shape import dump, parse
+from shipway.domain.shape import parse
 
 __all__ = [
     "DEFAULT_INSTANCE_TYPE",
@@ -27,7 +36,6 @@ __all__ = [
     "create",
     "delete",
     "describe",
-    "instance_types",
     "list_",
     "parse_variant",
 ]
@@ -38,7 +46,6 @@ DEFAULT_VARIANT_NAME = "AllTraffic"
 app = typer.Typer(
     help="Create, describe, list and delete endpoint configurations.", no_args_is_help=True
 )
-console = Console(highlight=False, soft_wrap=True)
 
 Name = Annotated[str, typer.Argument(help="The endpoint configuration's name.", show_default=False)]
 
@@ -138,49 +145,34 @@ def create(
 
 
 @app.command()
-def describe(
-    ctx: typer.Context,
-    name: Name,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
-) -> None:
+def describe(ctx: typer.Context, name: Name, as_json: AsJson = False) -> None:
     """Show an endpoint configuration and its variants."""
     config = ctx.ensure_object(ShipwayClient).describe_endpoint_config(name)
-    if as_json:
-        typer.echo(json.dumps(dump(config), indent=2))
-        return
-    _render(config)
+    print_resource(config, as_json=as_json, render=_render)
 
 
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    name_contains: Annotated[
-        str | None, typer.Option(help="Only names containing this.", show_default=False)
-    ] = None,
-    max_results: Annotated[
-        int | None,
-        typer.Option(min=1, help="At most this many (default: all).", show_default=False),
-    ] = None,
-    sort_by: Annotated[SortBy, typer.Option(case_sensitive=False)] = SortBy.CREATION_TIME,
-    sort_order: Annotated[SortOrder, typer.Option(case_sensitive=False)] = SortOrder.DESCENDING,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    name_contains: NameContains = None,
+    max_results: MaxResults = None,
+    sort_by: SortByOption = SortBy.CREATION_TIME,
+    sort_order: SortOrderOption = SortOrder.DESCENDING,
+    as_json: AsJson = False,
 ) -> None:
     """List endpoint configurations."""
     configs = ctx.ensure_object(ShipwayClient).list_endpoint_configs(
         name_contains=name_contains, sort_by=sort_by, sort_order=sort_order, max_results=max_results
     )
-    if as_json:
-        typer.echo(json.dumps({"EndpointConfigs": [dump(c) for c in configs]}, indent=2))
-        return
-    if not configs:
-        console.print("No endpoint configurations.")
-        return
-    table = Table("Name", "Created", title="Endpoint configurations")
-    for summary in configs:
-        table.add_row(
-            summary.endpoint_config_name, f"{summary.creation_time.astimezone():%Y-%m-%d %H:%M:%S}"
-        )
-    console.print(table)
+    print_list(
+        "EndpointConfigs",
+        configs,
+        as_json=as_json,
+        title="Endpoint configurations",
+        columns=("Name", "Created"),
+        row=lambda c: (c.endpoint_config_name, timestamp(c.creation_time)),
+        empty="No endpoint configurations.",
+    )
 
 
 @app.command()
@@ -190,32 +182,10 @@ def delete(ctx: typer.Context, name: Name) -> None:
     console.print(f"Deleted endpoint configuration [bold]{escape(name)}[/]")
 
 
-def instance_types(ctx: typer.Context) -> None:
-    """List the instance types a variant can run on, with their sizes and prices."""
-    types = ctx.ensure_object(ShipwayClient).instance_types()
-    table = Table(
-        "Name", "vCPUs", "Memory (GiB)", "Accelerator", "Price/hour", title="Instance types"
-    )
-    for t in types:
-        accelerator = (
-            f"{t.accelerator_count} x {t.accelerator} ({t.accelerator_memory_gib:g} GiB)"
-            if t.accelerator
-            else ""
-        )
-        table.add_row(
-            t.name,
-            "all" if t.vcpus <= 0 else str(t.vcpus),
-            "all" if t.memory_gib <= 0 else f"{t.memory_gib:g}",
-            escape(accelerator),
-            f"${t.price_per_hour:.3f}",
-        )
-    console.print(table)
-
-
 def _render(config: EndpointConfig) -> None:
     console.print(f"[bold]Endpoint configuration[/]  {escape(config.endpoint_config_name)}")
     console.print(f"ARN      {escape(config.endpoint_config_arn)}")
-    console.print(f"Created  {config.creation_time.astimezone():%Y-%m-%d %H:%M:%S}")
+    console.print(f"Created  {timestamp(config.creation_time)}")
     groups = [("Production variants", config.production_variants)]
     if config.shadow_production_variants:
         groups.append(("Shadow variants", config.shadow_production_variants))

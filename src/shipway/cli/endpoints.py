@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from shipway.cli.client import ShipwayClient
+from shipway.cli.render import (
+    AsJson,
+    MaxResults,
+    NameContains,
+    SortByOption,
+    SortOrderOption,
+    console,
+    print_list,
+    print_resource,
+    progress,
+    timestamp,
+)
 from shipway.domain.endpoint import (
     CreateEndpointInput,
     DescribeEndpointOutput,
@@ -18,13 +28,11 @@ from shipway.domain.endpoint import (
     ProductionVariantSummary,
 )
 from shipway.domain.listing import SortBy, SortOrder
-from shipway.domain.shape import dump, parse
+from shipway.domain.shape import parse
 
 __all__ = ["app", "create", "delete", "describe", "list_", "status_text"]
 
 app = typer.Typer(help="Create, describe, list and delete endpoints.", no_args_is_help=True)
-console = Console(highlight=False, soft_wrap=True)
-progress = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Name = Annotated[str, typer.Argument(help="The endpoint's name.", show_default=False)]
 Timeout = Annotated[float, typer.Option(min=0, help="Seconds to wait at most.")]
@@ -80,17 +88,10 @@ def create(
 
 
 @app.command()
-def describe(
-    ctx: typer.Context,
-    name: Name,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
-) -> None:
+def describe(ctx: typer.Context, name: Name, as_json: AsJson = False) -> None:
     """Show an endpoint: its status, failure reason and each variant's weights and instances."""
     endpoint = ctx.ensure_object(ShipwayClient).describe_endpoint(name)
-    if as_json:
-        typer.echo(json.dumps(dump(endpoint), indent=2))
-        return
-    _render(endpoint)
+    print_resource(endpoint, as_json=as_json, render=_render)
 
 
 @app.command("list")
@@ -102,16 +103,11 @@ def list_(
             case_sensitive=False, help="Only endpoints in this status.", show_default=False
         ),
     ] = None,
-    name_contains: Annotated[
-        str | None, typer.Option(help="Only names containing this.", show_default=False)
-    ] = None,
-    max_results: Annotated[
-        int | None,
-        typer.Option(min=1, help="At most this many (default: all).", show_default=False),
-    ] = None,
-    sort_by: Annotated[SortBy, typer.Option(case_sensitive=False)] = SortBy.CREATION_TIME,
-    sort_order: Annotated[SortOrder, typer.Option(case_sensitive=False)] = SortOrder.DESCENDING,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    name_contains: NameContains = None,
+    max_results: MaxResults = None,
+    sort_by: SortByOption = SortBy.CREATION_TIME,
+    sort_order: SortOrderOption = SortOrder.DESCENDING,
+    as_json: AsJson = False,
 ) -> None:
     """List endpoints and their status."""
     endpoints = ctx.ensure_object(ShipwayClient).list_endpoints(
@@ -121,21 +117,20 @@ def list_(
         sort_order=sort_order,
         max_results=max_results,
     )
-    if as_json:
-        typer.echo(json.dumps({"Endpoints": [dump(e) for e in endpoints]}, indent=2))
-        return
-    if not endpoints:
-        console.print("No endpoints.")
-        return
-    table = Table("Name", "Status", "Created", "Modified", title="Endpoints")
-    for e in endpoints:
-        table.add_row(
+    print_list(
+        "Endpoints",
+        endpoints,
+        as_json=as_json,
+        title="Endpoints",
+        columns=("Name", "Status", "Created", "Modified"),
+        row=lambda e: (
             e.endpoint_name,
             status_text(e.endpoint_status),
-            f"{e.creation_time.astimezone():%Y-%m-%d %H:%M:%S}",
-            f"{e.last_modified_time.astimezone():%Y-%m-%d %H:%M:%S}",
-        )
-    console.print(table)
+            timestamp(e.creation_time),
+            timestamp(e.last_modified_time),
+        ),
+        empty="No endpoints.",
+    )
 
 
 @app.command()
@@ -163,8 +158,8 @@ def _render(endpoint: DescribeEndpointOutput) -> None:
         console.print(f"Failure   [red]{escape(endpoint.failure_reason)}[/]")
     console.print(f"Config    {escape(endpoint.endpoint_config_name or '')}")
     console.print(f"ARN       {escape(endpoint.endpoint_arn)}")
-    console.print(f"Created   {endpoint.creation_time.astimezone():%Y-%m-%d %H:%M:%S}")
-    console.print(f"Modified  {endpoint.last_modified_time.astimezone():%Y-%m-%d %H:%M:%S}")
+    console.print(f"Created   {timestamp(endpoint.creation_time)}")
+    console.print(f"Modified  {timestamp(endpoint.last_modified_time)}")
     groups = [("Production variants", endpoint.production_variants or [])]
     if endpoint.shadow_production_variants:
         groups.append(("Shadow variants", endpoint.shadow_production_variants))

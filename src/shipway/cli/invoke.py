@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from shipway.cli.client import ShipwayClient
+from shipway.cli.render import progress
 
 __all__ = ["invoke"]
-
-progress = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def invoke(

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from shipway.cli import endpoint_configs, endpoints, models
 from shipway.cli.client import DEFAULT_URL, ApiError, ClientError, ShipwayClient
+from shipway.cli.instance_types import instance_types
 from shipway.cli.invoke import invoke
 from shipway.cli.server import server
 from shipway.domain.errors import ShipwayError
@@ -62,7 +63,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(endpoint_configs.app, name="endpoint-configs")
 app.add_typer(endpoints.app, name="endpoints")
 app.command()(invoke)
-app.command("instance-types")(endpoint_configs.instance_types)
+app.command("instance-types")(instance_types)
 
 
 @app.callback()

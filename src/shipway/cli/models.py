@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from shipway.cli.client import ShipwayClient
+from shipway.cli.render import (
+    AsJson,
+    MaxResults,
+    NameContains,
+    SortByOption,
+    SortOrderOption,
+    console,
+    print_list,
+    print_resource,
+    timestamp,
+)
 from shipway.domain.listing import SortBy, SortOrder
 from shipway.domain.model import CreateModelInput, Model
-from shipway.domain.shape import dump, parse
+from shipway.domain.shape import parse
 
 __all__ = ["app", "create", "delete", "describe", "list_", "model_data_url", "parse_environment"]
 
 app = typer.Typer(help="Create, describe, list and delete models.", no_args_is_help=True)
-console = Console(highlight=False, soft_wrap=True)
 
 Name = Annotated[str, typer.Argument(help="The model's name.", show_default=False)]
 
@@ -83,47 +91,34 @@ def create(
 
 
 @app.command()
-def describe(
-    ctx: typer.Context,
-    name: Name,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
-) -> None:
+def describe(ctx: typer.Context, name: Name, as_json: AsJson = False) -> None:
     """Show a model: its containers, artifacts and environment."""
     model = ctx.ensure_object(ShipwayClient).describe_model(name)
-    if as_json:
-        typer.echo(json.dumps(dump(model), indent=2))
-        return
-    _render(model)
+    print_resource(model, as_json=as_json, render=_render)
 
 
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    name_contains: Annotated[
-        str | None, typer.Option(help="Only names containing this.", show_default=False)
-    ] = None,
-    max_results: Annotated[
-        int | None,
-        typer.Option(min=1, help="At most this many (default: all).", show_default=False),
-    ] = None,
-    sort_by: Annotated[SortBy, typer.Option(case_sensitive=False)] = SortBy.CREATION_TIME,
-    sort_order: Annotated[SortOrder, typer.Option(case_sensitive=False)] = SortOrder.DESCENDING,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    name_contains: NameContains = None,
+    max_results: MaxResults = None,
+    sort_by: SortByOption = SortBy.CREATION_TIME,
+    sort_order: SortOrderOption = SortOrder.DESCENDING,
+    as_json: AsJson = False,
 ) -> None:
     """List models."""
     models = ctx.ensure_object(ShipwayClient).list_models(
         name_contains=name_contains, sort_by=sort_by, sort_order=sort_order, max_results=max_results
     )
-    if as_json:
-        typer.echo(json.dumps({"Models": [dump(m) for m in models]}, indent=2))
-        return
-    if not models:
-        console.print("No models.")
-        return
-    table = Table("Name", "Created", title="Models")
-    for summary in models:
-        table.add_row(summary.model_name, f"{summary.creation_time.astimezone():%Y-%m-%d %H:%M:%S}")
-    console.print(table)
+    print_list(
+        "Models",
+        models,
+        as_json=as_json,
+        title="Models",
+        columns=("Name", "Created"),
+        row=lambda m: (m.model_name, timestamp(m.creation_time)),
+        empty="No models.",
+    )
 
 
 @app.command()
@@ -136,7 +131,7 @@ def delete(ctx: typer.Context, name: Name) -> None:
 def _render(model: Model) -> None:
     console.print(f"[bold]Model[/]    {escape(model.model_name)}")
     console.print(f"ARN      {escape(model.model_arn)}")
-    console.print(f"Created  {model.creation_time.astimezone():%Y-%m-%d %H:%M:%S}")
+    console.print(f"Created  {timestamp(model.creation_time)}")
     if model.inference_execution_config is not None:
         console.print(f"Mode     {model.inference_execution_config.mode.value}")
     table = Table("Container", "Image", "Model data", "Environment", title="Containers")
