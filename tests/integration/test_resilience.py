@@ -129,3 +129,41 @@ def test_kill_9_of_the_server_leaves_no_instances_behind(tmp_path: Path) -> None
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in pids), "instances outlived their server"
+
+
+SLOW_INFERENCE = """
+import time
+
+
+def model_fn(model_dir):
+    return None
+
+
+def transform_fn(model, body, content_type, accept):
+    time.sleep(float(body))
+    return body, "text/plain"
+"""
+
+
+def test_a_model_slower_than_the_timeout_is_a_model_error(tmp_path: Path) -> None:
+    folder = tmp_path / "slow"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "inference.py").write_text(SLOW_INFERENCE)
+    server = start_server(tmp_path / "home", env={"SHIPWAY_MODEL_TIMEOUT_SECONDS": "1"})
+    try:
+        deploy(server, "slow", str(folder), "python")
+        with server.client() as client:
+            quick = client.post("/endpoints/slow/invocations", content=b"0.01")
+            assert quick.status_code == 200
+            assert quick.text == "0.01"
+            started = time.monotonic()
+            late = client.post("/endpoints/slow/invocations", content=b"3")
+            assert time.monotonic() - started < 2.5
+            assert late.status_code == 424
+            assert late.headers["x-amzn-errortype"] == "ModelError"
+            assert "timed out" in late.json()["Message"]
+            time.sleep(2.5)  # the instance finishes the late request; it keeps serving
+            again = client.post("/endpoints/slow/invocations", content=b"0.01")
+            assert again.status_code == 200
+    finally:
+        server.stop()

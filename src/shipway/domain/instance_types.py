@@ -36,8 +36,12 @@ class InstanceType:
     accelerator_memory_gib: float = 0
 
     def threads(self, machine_cores: int | None = None) -> int:
-        """How many compute threads an instance of this type may use on this machine."""
-        cores = machine_cores or os.cpu_count() or 1
+        """How many compute threads an instance of this type may use on this machine.
+
+        Capped by the cores this process may run on (its CPU affinity, as ``taskset`` sets it),
+        not the machine's count: more threads than cores only contend.
+        """
+        cores = machine_cores or _usable_cores()
         return cores if self.vcpus <= 0 else max(1, min(self.vcpus, cores))
 
     def to_wire(self) -> dict[str, Any]:
@@ -92,6 +96,13 @@ class InstanceTypeCatalog:
 
     def __iter__(self) -> Iterator[InstanceType]:
         return iter(sorted(self._types.values(), key=lambda t: t.name))
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _parse(data: Any, source: str) -> list[InstanceType]:

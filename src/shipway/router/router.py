@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shipway.domain.errors import ModelError, PayloadTooLarge, ServiceUnavailable, ValidationError
-from shipway.monitor.metrics import MetricsStore
+from shipway.monitor.metrics import MetricsStore, SeriesGroup
 from shipway.router.routing import EndpointRoute, RoutingTable, Snapshot, VariantRoute
 from shipway.router.upstream import ConnectFailed, ConnectionLost, UpstreamTimeout
 
@@ -37,6 +37,18 @@ FORWARDED = (
     (b"x-amzn-sagemaker-custom-attributes", "custom_attributes"),
     (b"x-amzn-sagemaker-inference-id", "inference_id"),
 )
+
+
+INVOCATION_METRICS = (
+    ("Invocations", "Count"),
+    ("InvocationsPerInstance", "Count"),
+    ("Invocation4XXErrors", "Count"),
+    ("Invocation5XXErrors", "Count"),
+    ("InvocationModelErrors", "Count"),
+    ("ModelLatency", "Microseconds"),
+    ("OverheadLatency", "Microseconds"),
+)
+"""SageMaker's per-invocation endpoint metrics, in the order :meth:`Router._record` writes."""
 
 
 class EndpointNotFound(ValidationError):
@@ -82,6 +94,7 @@ class Router:
         self.model_timeout_seconds = model_timeout_seconds
         self._on_instance_down = on_instance_down
         self._statuses = statuses
+        self._groups: dict[tuple[str, str], SeriesGroup] = {}
         """The status of an endpoint the table does not route (to say why), if it exists."""
 
     def apply(self, snapshot: Snapshot) -> None:
@@ -179,14 +192,22 @@ class Router:
         self, route: EndpointRoute, variant: VariantRoute, started: float, sent: float, status: int
     ) -> None:
         done = time.perf_counter()
-        now = time.time()
-        dims = (("EndpointName", route.name), ("VariantName", variant.name))
-        put = self.metrics.put
-        put("Invocations", dims, 1.0, now, unit="Count")
-        put("InvocationsPerInstance", dims, 1.0 / max(1, variant.instance_count), now, unit="Count")
-        put("Invocation4XXErrors", dims, 1.0 if 400 <= status < 500 else 0.0, now, unit="Count")
-        put("Invocation5XXErrors", dims, 1.0 if status >= 500 else 0.0, now, unit="Count")
-        put("InvocationModelErrors", dims, 1.0 if status >= 400 else 0.0, now, unit="Count")
+        group = self._groups.get((route.name, variant.name))
+        if group is None:
+            dimensions = {"EndpointName": route.name, "VariantName": variant.name}
+            group = self._groups[(route.name, variant.name)] = self.metrics.group(
+                INVOCATION_METRICS, dimensions
+            )
         model = (done - sent) * 1e6
-        put("ModelLatency", dims, model, now, unit="Microseconds")
-        put("OverheadLatency", dims, (done - started) * 1e6 - model, now, unit="Microseconds")
+        group.put(
+            time.time(),
+            (
+                1.0,
+                1.0 / max(1, variant.instance_count),
+                1.0 if 400 <= status < 500 else 0.0,
+                1.0 if status >= 500 else 0.0,
+                1.0 if status >= 400 else 0.0,
+                model,
+                (done - started) * 1e6 - model,
+            ),
+        )

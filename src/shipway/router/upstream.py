@@ -118,6 +118,11 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(exc)
 
 
+def _expire(waiter: asyncio.Future[UpstreamResponse], address: str, timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(UpstreamTimeout(f"no answer from {address} within {timeout:g} s"))
+
+
 class Upstream:
     """A pool of kept-alive connections to one instance address."""
 
@@ -171,16 +176,18 @@ class Upstream:
         for name, value in headers:
             head += [name, b": ", value, b"\r\n"]
         head.append(b"\r\n")
-        waiter: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[UpstreamResponse] = loop.create_future()
+        # one timer a request (cheaper than asyncio.wait_for, which wraps the wait in a task)
+        timer = loop.call_later(timeout, _expire, waiter, self.address, timeout)
         connection.send(b"".join(head) + body, waiter)
         try:
-            response = await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            connection.close()
-            raise UpstreamTimeout(f"no answer from {self.address} within {timeout:g} s") from None
+            response = await waiter
         except BaseException:
-            connection.close()
+            connection.close()  # a timeout, a lost connection, or the caller gave up
             raise
+        finally:
+            timer.cancel()
         if connection.reusable and len(self._idle) < self._max_idle:
             self._idle.append(connection)
         else:

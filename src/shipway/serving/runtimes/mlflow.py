@@ -27,7 +27,7 @@ class MlflowRuntime(Runtime):
 
     def load(self) -> None:
         import mlflow.pyfunc
-        from threadpoolctl import ThreadpoolController
+        from threadpoolctl import threadpool_limits
 
         folder = _find_model_folder(self.model_dir)
         try:
@@ -40,22 +40,21 @@ class MlflowRuntime(Runtime):
         named = schema is not None and schema.has_input_names() and not schema.is_tensor_spec()
         self._columns: list[str] | None = schema.input_names() if named else None
         self._model = model
-        self._threadpools = ThreadpoolController()
+        threadpool_limits(limits=self.threads)  # once, for the process (see SklearnRuntime)
 
     def predict(self, inputs: Any) -> Any:
         from mlflow.exceptions import MlflowException
 
         rows = self._as_table(inputs)
-        with self._threadpools.limit(limits=self.threads):
-            try:
-                result = self._model.predict(rows)
-            except MlflowException as exc:
-                if exc.error_code != "INVALID_PARAMETER_VALUE":
-                    raise
-                # "Failed to enforce schema of data '<all rows>' with schema '...'. Error: ..."
-                raise BadInput(exc.message.rpartition("Error: ")[2]) from exc
-            except (ValueError, TypeError) as exc:
-                raise BadInput(str(exc)) from exc
+        try:
+            result = self._model.predict(rows)
+        except MlflowException as exc:
+            if exc.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            # "Failed to enforce schema of data '<all rows>' with schema '...'. Error: ..."
+            raise BadInput(exc.message.rpartition("Error: ")[2]) from exc
+        except (ValueError, TypeError) as exc:
+            raise BadInput(str(exc)) from exc
         return result.to_numpy() if hasattr(result, "to_numpy") else np.asarray(result)
 
     def _as_table(self, inputs: Any) -> Any:
