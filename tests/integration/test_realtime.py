@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from shipway.cli.main import app
 from tests.fixtures import models
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.server import ShipwayServer, start_server
@@ -22,6 +24,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
     yield running
     running.stop()
 
+
+runner = CliRunner()
 
 TRAINERS: dict[str, Callable[[Path], models.Trained]] = {
     "sklearn": models.train_sklearn,
@@ -48,6 +52,35 @@ def test_every_runtime_predicts_what_the_model_predicts_in_process(
             np.testing.assert_allclose(
                 np.asarray(response.json()), model.expected, rtol=1e-5, atol=1e-6, err_msg=name
             )
+
+
+def test_every_runtime_deploys_through_the_cli(server: ShipwayServer, tmp_path: Path) -> None:
+    trained = {name: train(tmp_path / name) for name, train in TRAINERS.items()}
+    for name, model in trained.items():
+        for command in (
+            ["models", "create", f"cli-{name}", "--image", model.image,
+             "--model-data", str(model.folder)],
+            ["endpoint-configs", "create", f"cli-{name}", "--model", f"cli-{name}",
+             "--instance-type", "ml.t2.medium"],
+            ["endpoints", "create", f"cli-{name}", "--config", f"cli-{name}", "--no-wait"],
+        ):  # fmt: skip
+            result = runner.invoke(app, ["--url", server.url, *command])
+            assert result.exit_code == 0, (command, result.output)
+    for name, model in trained.items():
+        assert server.wait_for_endpoint(f"cli-{name}")["EndpointStatus"] == "InService"
+        result = runner.invoke(
+            app,
+            ["--url", server.url, "invoke", f"cli-{name}", "--content-type", "application/json",
+             "--body", json.dumps(model.rows.tolist())],
+        )  # fmt: skip
+        assert result.exit_code == 0, (name, result.output)
+        np.testing.assert_allclose(
+            np.asarray(json.loads(result.stdout)),
+            model.expected,
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=name,
+        )
 
 
 def test_python_runtime_serves_a_custom_inference_script(

@@ -167,3 +167,32 @@ def test_a_model_slower_than_the_timeout_is_a_model_error(tmp_path: Path) -> Non
             assert again.status_code == 200
     finally:
         server.stop()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_killed_server_comes_back_with_its_endpoints(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The scale-out metadata store: the same life cycle with PostgreSQL instead of SQLite."""
+    model = models.train_sklearn(tmp_path / "model")
+    env = {"SHIPWAY_DATABASE_URL": postgres_url}
+    server = start_server(tmp_path / "home", env=env)
+    try:
+        deploy(server, "pg", str(model.folder), "sklearn")
+        with server.client() as client:
+            assert invoke_json(client, "pg", model.rows).json() == model.expected.tolist()
+        server.stop(signal.SIGKILL)
+        assert not (tmp_path / "home" / "shipway.db").exists()  # the state is in PostgreSQL
+
+        server = start_server(tmp_path / "home-2", env=env)  # another data dir, same database
+        assert server.wait_for_endpoint("pg")["EndpointStatus"] == "InService"
+        deadline = time.monotonic() + 30
+        with server.client() as client:
+            while (response := invoke_json(client, "pg", model.rows)).status_code == 503:
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.1)
+            assert response.status_code == 200, response.text
+            assert response.json() == model.expected.tolist()
+            assert client.delete("/api/endpoints/pg").status_code == 204
+    finally:
+        server.stop()
