@@ -204,3 +204,26 @@ def test_metrics_query_counts_invocations(server: ShipwayServer, tmp_path: Path)
             },
         )
         assert sum(p["Sum"] for p in errors.json()["Datapoints"]) == 1
+
+
+def test_a_text_pipeline_takes_a_list_of_strings(server: ShipwayServer, tmp_path: Path) -> None:
+    import joblib
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    texts = ["great film", "loved it", "wonderful acting", "awful film", "hated it", "boring"]
+    labels = [1, 1, 1, 0, 0, 0]
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(texts, labels)
+    (tmp_path / "text").mkdir()
+    joblib.dump(model, tmp_path / "text" / "model.joblib")
+    deploy(server, "text", str(tmp_path / "text"), "sklearn")
+    samples = ["a great film", "boring and awful"] * 5
+    with server.client() as client:
+        response = client.post(
+            "/endpoints/text/invocations",
+            content=json.dumps(samples),
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json() == model.predict(samples).tolist()

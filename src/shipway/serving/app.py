@@ -217,11 +217,8 @@ class ModelServer:
             data=predictions,
             parameters={},
         )
-        binary: bool | set[str] = {o.name for o in request.outputs if o.binary}
-        if request.parameters.get("binary_data_output"):
-            binary = True
         encoded, extra = v2.encode_infer_response(
-            self.model_name, "1", request.id, [output], binary
+            self.model_name, "1", request.id, [output], request.binary_outputs
         )
         content_type = extra.pop("Content-Type", "application/json").encode()
         return Response(

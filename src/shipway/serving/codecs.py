@@ -240,7 +240,8 @@ def _dataframe(data: Any, columns: Any = None, index: Any = None) -> pd.DataFram
 
 
 def _rows(payload: list[Any]) -> NDArray[Any] | pd.DataFrame:
-    """Rows from a parsed JSON list: a list of rows, or one flat row."""
+    """Rows from a parsed JSON list: a list of rows; a flat list of numbers is one row, a flat
+    list of strings is one text sample per string (what a text pipeline's ``predict`` takes)."""
     if not payload:
         raise BadInput("The request holds no rows.")
     first = payload[0]
@@ -249,7 +250,7 @@ def _rows(payload: list[Any]) -> NDArray[Any] | pd.DataFrame:
             raise BadInput("Rows must all be objects (named columns) or all be lists.")
         return _dataframe(payload)
     array = _array(payload)
-    if array.ndim == 1:
+    if array.ndim == 1 and not all(isinstance(value, str) for value in payload):
         array = array.reshape(1, -1)
     if array.size == 0:
         raise BadInput("The request holds no values.")

@@ -407,3 +407,12 @@ def test_not_acceptable(accept: str) -> None:
     assert caught.value.status == 406
     with pytest.raises(NotAcceptable):
         encode(np.array([1]), accept)
+
+
+def test_a_flat_json_list_of_strings_is_one_text_sample_per_string() -> None:
+    rows = decode(b'["good film", "bad film", "fine"]', "application/json")
+    assert isinstance(rows, np.ndarray)
+    assert rows.shape == (3,)
+    assert rows.tolist() == ["good film", "bad film", "fine"]
+    # a flat list of numbers stays one row of features
+    assert decode(b"[1, 2, 3]", "application/json").shape == (1, 3)
