@@ -196,3 +196,31 @@ def test_on_postgresql_a_killed_server_comes_back_with_its_endpoints(
             assert client.delete("/api/endpoints/pg").status_code == 204
     finally:
         server.stop()
+
+
+def test_deleting_an_endpoint_drains_the_requests_in_flight(tmp_path: Path) -> None:
+    folder = tmp_path / "slow"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "inference.py").write_text(SLOW_INFERENCE)
+    server = start_server(tmp_path / "home")
+    try:
+        deploy(server, "draining", str(folder), "python")
+        answers: list[httpx.Response] = []
+
+        def slow_call() -> None:
+            with server.client() as client:
+                answers.append(client.post("/endpoints/draining/invocations", content=b"1.5"))
+
+        caller = threading.Thread(target=slow_call)
+        caller.start()
+        time.sleep(0.5)  # the request is in the model now
+        with server.client() as client:
+            assert client.delete("/api/endpoints/draining").status_code == 204
+            time.sleep(0.2)
+            refused = client.post("/endpoints/draining/invocations", content=b"0")
+        caller.join()
+        assert answers[0].status_code == 200, answers[0].text
+        assert answers[0].text == "1.5"
+        assert refused.status_code == 400  # Deleting: no new requests
+    finally:
+        server.stop()

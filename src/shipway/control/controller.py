@@ -393,9 +393,12 @@ class Controller:
         await asyncio.to_thread(self._store.instances.put, tracked.instance)
 
     async def _stop(self, tracked: _Tracked, grace: float) -> None:
+        """Drain, then stop: out of routing first, so no new request reaches it; its model
+        server finishes the requests in flight on SIGTERM (within ``grace``) and exits."""
         instance_id = tracked.instance.instance_id
         if self._tracked.pop(instance_id, None) is None:
             return
+        self._publish()
         tracked.upstream.close()
         await self._backend.stop(instance_id, grace)
         await asyncio.to_thread(self._store.instances.remove, instance_id)
