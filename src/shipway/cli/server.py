@@ -41,7 +41,8 @@ def server(
     async def ready(platform: Platform) -> None:
         url = f"http://{settings.host}:{settings.port}"
         console.print(f"Shipway is running at [bold]{url}[/]  (data dir {settings.home})")
-        console.print(f"  REST API docs  {url}/docs    metrics  {url}/metrics")
+        console.print(f"  REST API docs: {url}/docs")
+        console.print(f"  Prometheus metrics: {url}/metrics")
         if demo:
             from shipway.demo import deploy_demo, sample_request
 
@@ -51,16 +52,12 @@ def server(
             ) == "Creating":
                 await asyncio.sleep(0.1)
             console.print(f"Endpoint [bold]{name}[/] is {status.value}. Invoke it:")
-            body = sample_request()
-            console.print(
+            body = sample_request(rows=1).replace(" ", "")
+            print(
                 f"  curl -s {url}/endpoints/{name}/invocations "
-                f"-H 'Content-Type: application/json' -d '{body[:60]}...'",
-                soft_wrap=True,
+                f"-H 'Content-Type: application/json' -d '{body}'"
             )
-            console.print(
-                f"  shipway invoke {name} --content-type application/json "
-                "--body '[[...30 numbers]]'"
-            )
+            print(f"  shipway invoke {name} --content-type application/json --body '{body}'")
         console.print("Press Ctrl-C to stop.")
 
     serve(settings, on_ready=ready)
