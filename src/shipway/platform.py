@@ -18,6 +18,7 @@ import uvicorn
 
 from shipway.api.rest import create_rest_app
 from shipway.api.runtime import RuntimeAPI
+from shipway.api.sagemaker import SageMakerAPI
 from shipway.compute.backend import ComputeBackend
 from shipway.compute.local import LocalBackend
 from shipway.control.controller import Controller
@@ -26,6 +27,7 @@ from shipway.domain.instance_types import InstanceTypeCatalog
 from shipway.monitor.metrics import MetricsStore
 from shipway.router.router import Router
 from shipway.service import EndpointConfigService, EndpointService, ModelService
+from shipway.service.tags import TagService
 from shipway.settings import Settings
 from shipway.store.artifacts import ArtifactStore
 from shipway.store.metadata import MetadataStore
@@ -81,8 +83,10 @@ class Platform:
         self.endpoints = EndpointService(
             self.store, account, self.clock, on_change=self.controller.wake
         )
+        self.tags = TagService(self.store, account)
         self.rest = create_rest_app(self)
         self.runtime_api = RuntimeAPI(self.router)
+        self.sagemaker_api = SageMakerAPI(self)
 
     async def start(self) -> None:
         await self.controller.start()
@@ -96,6 +100,8 @@ class Platform:
         kind = scope["type"]
         if kind == "http" and RuntimeAPI.handles(scope):
             await self.runtime_api(scope, receive, send)
+        elif kind == "http" and SageMakerAPI.handles(scope):
+            await self.sagemaker_api(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:

@@ -262,17 +262,18 @@ class Controller:
             )
         new_status, reason = next_status(status, observations)
         if new_status is not status:
-            updated = endpoint.model_copy(
-                update={
-                    "endpoint_status": new_status,
-                    "failure_reason": reason,
-                    "last_modified_time": self._clock.now(),
-                }
+            fields = {
+                "endpoint_status": new_status,
+                "failure_reason": reason,
+                "last_modified_time": self._clock.now(),
+            }
+            updated = await asyncio.to_thread(
+                self._store.endpoints.update,
+                endpoint.endpoint_name,
+                lambda current: current.model_copy(update=fields),
+                expected_status=status.value,
             )
-            written = await asyncio.to_thread(
-                self._store.endpoints.put, updated, expected_status=status.value
-            )
-            if written:
+            if updated is not None:
                 log.info("endpoint %s is %s%s", endpoint.endpoint_name, new_status.value,
                          f": {reason}" if reason else "")  # fmt: skip
                 self.statuses[endpoint.endpoint_name] = new_status.value

@@ -158,17 +158,20 @@ class EndpointService:
         endpoint = self.get(name)
         if endpoint.endpoint_status is EndpointStatus.DELETING:
             return
-        if endpoint.endpoint_status in (EndpointStatus.UPDATING, EndpointStatus.ROLLING_BACK):
-            raise InvalidState(
-                f'Cannot delete endpoint "{endpoint.endpoint_arn}" while it is '
-                f"{endpoint.endpoint_status.value}."
+        now = self._clock.now()
+
+        def deleting(current: Endpoint) -> Endpoint:
+            if current.endpoint_status in (EndpointStatus.UPDATING, EndpointStatus.ROLLING_BACK):
+                raise InvalidState(
+                    f'Cannot delete endpoint "{current.endpoint_arn}" while it is '
+                    f"{current.endpoint_status.value}."
+                )
+            if current.endpoint_status is EndpointStatus.DELETING:
+                return current
+            return current.model_copy(
+                update={"endpoint_status": EndpointStatus.DELETING, "last_modified_time": now}
             )
-        self._store.endpoints.put(
-            endpoint.model_copy(
-                update={
-                    "endpoint_status": EndpointStatus.DELETING,
-                    "last_modified_time": self._clock.now(),
-                }
-            )
-        )
+
+        if self._store.endpoints.update(endpoint.endpoint_name, deleting) is None:
+            raise NotFound(KIND, name, self.arn(name))
         self._on_change(endpoint.endpoint_name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -96,6 +97,36 @@ class Collection(Generic[S]):
             stmt = stmt.where(self._table.c.status == expected_status)
         with self._engine.begin() as conn:
             return bool(conn.execute(stmt.values(**row)).rowcount)
+
+    def update(
+        self, name: str, change: Callable[[S], S], *, expected_status: str | None = None
+    ) -> S | None:
+        """Read, change and write one item in one transaction; None if it is gone (or its
+        status is no longer ``expected_status``).
+
+        Writers that each change part of an item (the controller its status, the API its
+        tags) never lose each other's change: PostgreSQL locks the row; SQLite refuses a write
+        over a newer one, and the whole read-change-write is tried again.
+        """
+        t = self._table
+        key = name.lower()
+        for attempt in range(5):
+            try:
+                with self._engine.begin() as conn:
+                    select = sa.select(t.c.doc).where(t.c.name_key == key)
+                    if expected_status is not None:
+                        select = select.where(t.c.status == expected_status)
+                    doc = conn.execute(select.with_for_update()).scalar_one_or_none()
+                    if doc is None:
+                        return None
+                    changed = change(self._load(doc))
+                    conn.execute(t.update().where(t.c.name_key == key).values(**self._row(changed)))
+                    return changed
+            except sa.exc.OperationalError:
+                if attempt == 4 or self._engine.dialect.name != "sqlite":
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        return None
 
     def get(self, name: str) -> S | None:
         with self._engine.connect() as conn:
