@@ -8,7 +8,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
-from shipway.domain.model import Tag
+from shipway.domain.model import ExecutionRoleArn, Tag, VpcConfig
 from shipway.domain.names import EntityName, ModelName
 from shipway.domain.shape import Shape
 
@@ -39,6 +39,20 @@ class ServerlessConfig(Shape):
     memory_size_in_mb: Annotated[int, Field(ge=1024, le=6144, alias="MemorySizeInMB")]
     max_concurrency: Annotated[int, Field(ge=1, le=200)]
     provisioned_concurrency: Annotated[int, Field(ge=1, le=200)] | None = None
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Self:
+        if self.memory_size_in_mb % 1024:
+            raise ValueError(
+                f"MemorySizeInMB {self.memory_size_in_mb} must be one of 1024, 2048, 3072, 4096, "
+                "5120 or 6144."
+            )
+        if self.provisioned_concurrency and self.provisioned_concurrency > self.max_concurrency:
+            raise ValueError(
+                f"ProvisionedConcurrency {self.provisioned_concurrency} must not exceed "
+                f"MaxConcurrency {self.max_concurrency}."
+            )
+        return self
 
 
 class ProductionVariant(Shape):
@@ -85,8 +99,8 @@ class CreateEndpointConfigInput(Shape):
     data_capture_config: dict[str, Any] | None = None
     async_inference_config: dict[str, Any] | None = None
     kms_key_id: Annotated[str, StringConstraints(max_length=2048)] | None = None
-    execution_role_arn: str | None = None
-    vpc_config: dict[str, Any] | None = None
+    execution_role_arn: ExecutionRoleArn | None = None
+    vpc_config: VpcConfig | None = None
     enable_network_isolation: bool | None = None
     explainer_config: dict[str, Any] | None = None
     metrics_config: dict[str, Any] | None = None

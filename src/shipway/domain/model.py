@@ -24,6 +24,11 @@ __all__ = [
     "Tag",
 ]
 
+S3_URI_PATTERN = r"^(https|s3)://([^/]+)/?(.*)$"
+ROLE_ARN_PATTERN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
+ExecutionRoleArn = Annotated[
+    str, StringConstraints(min_length=20, max_length=2048, pattern=ROLE_ARN_PATTERN)
+]
 _ENV_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 MAX_ENVIRONMENT_BYTES = 32 * 1024
 
@@ -50,15 +55,18 @@ class ContainerDefinition(Shape):
         Annotated[str, StringConstraints(max_length=63, pattern=ENTITY_NAME_PATTERN)] | None
     ) = None
     image: Annotated[str, StringConstraints(max_length=255, pattern=r"^[\S]+$")] | None = None
-    image_config: dict[str, Any] | None = None
+    image_config: ImageConfig | None = None
     mode: ContainerMode | None = None
     model_data_url: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    model_data_source: dict[str, Any] | None = None
-    additional_model_data_sources: list[dict[str, Any]] | None = None
+    """An S3 URI, as SageMaker takes; Shipway also takes local paths and any fsspec URL."""
+    model_data_source: ModelDataSource | None = None
+    additional_model_data_sources: Annotated[list[dict[str, Any]], Field(max_length=5)] | None = (
+        None
+    )
     environment: dict[str, str] | None = None
     model_package_name: str | None = None
     inference_specification_name: str | None = None
-    multi_model_config: dict[str, Any] | None = None
+    multi_model_config: MultiModelConfig | None = None
 
     @field_validator("environment")
     @classmethod
@@ -78,6 +86,67 @@ class ContainerDefinition(Shape):
         return env
 
 
+class RepositoryAuthConfig(Shape):
+    repository_credentials_provider_arn: Annotated[
+        str, StringConstraints(min_length=1, max_length=2048)
+    ]
+
+
+class RepositoryAccessMode(StrEnum):
+    PLATFORM = "Platform"
+    VPC = "Vpc"
+
+
+class ImageConfig(Shape):
+    repository_access_mode: RepositoryAccessMode
+    repository_auth_config: RepositoryAuthConfig | None = None
+
+
+class S3DataType(StrEnum):
+    S3_PREFIX = "S3Prefix"
+    S3_OBJECT = "S3Object"
+
+
+class CompressionType(StrEnum):
+    NONE = "None"
+    GZIP = "Gzip"
+
+
+class S3DataSource(Shape):
+    s3_uri: Annotated[str, StringConstraints(max_length=1024, pattern=S3_URI_PATTERN)]
+    s3_data_type: S3DataType
+    compression_type: CompressionType
+    model_access_config: dict[str, Any] | None = None
+    hub_access_config: dict[str, Any] | None = None
+    manifest_s3_uri: str | None = None
+    e_tag: str | None = Field(default=None, alias="ETag")
+    manifest_etag: str | None = None
+
+
+class ModelDataSource(Shape):
+    s3_data_source: S3DataSource | None = None
+
+
+class ModelCacheSetting(StrEnum):
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+
+
+class MultiModelConfig(Shape):
+    model_cache_setting: ModelCacheSetting | None = None
+
+
+class VpcConfig(Shape):
+    security_group_ids: Annotated[
+        list[Annotated[str, StringConstraints(max_length=32, pattern=r"^[-0-9a-zA-Z]+$")]],
+        Field(min_length=1, max_length=5),
+    ]
+    subnets: Annotated[
+        list[Annotated[str, StringConstraints(max_length=32, pattern=r"^[-0-9a-zA-Z]+$")]],
+        Field(min_length=1, max_length=16),
+    ]
+
+
 class InferenceExecutionConfig(Shape):
     mode: ExecutionMode
 
@@ -87,11 +156,9 @@ class CreateModelInput(Shape):
     primary_container: ContainerDefinition | None = None
     containers: Annotated[list[ContainerDefinition], Field(max_length=15)] | None = None
     inference_execution_config: InferenceExecutionConfig | None = None
-    execution_role_arn: Annotated[str, StringConstraints(min_length=20, max_length=2048)] | None = (
-        None
-    )
+    execution_role_arn: ExecutionRoleArn | None = None
     tags: Annotated[list[Tag], Field(max_length=50)] | None = None
-    vpc_config: dict[str, Any] | None = None
+    vpc_config: VpcConfig | None = None
     enable_network_isolation: bool | None = None
 
     @model_validator(mode="after")

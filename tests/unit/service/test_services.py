@@ -183,7 +183,16 @@ def test_a_model_data_url_that_does_not_exist_is_a_validation_error(
         pytest.param({"Image": None}, "must name a runtime", id="no-image"),
         pytest.param({"ModelDataUrl": None}, "needs a ModelDataUrl", id="no-model-data"),
         pytest.param(
-            {"ModelDataUrl": None, "ModelDataSource": {"S3DataSource": {}}},
+            {
+                "ModelDataUrl": None,
+                "ModelDataSource": {
+                    "S3DataSource": {
+                        "S3Uri": "s3://bucket/model/",
+                        "S3DataType": "S3Prefix",
+                        "CompressionType": "None",
+                    }
+                },
+            },
             "ModelDataSource is not supported yet",
             id="model-data-source",
         ),
