@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 
+from shipway.api.auth import AuthMiddleware, load_access_keys
 from shipway.api.rest import create_rest_app
 from shipway.api.runtime import RuntimeAPI
 from shipway.api.sagemaker import SageMakerAPI
@@ -130,9 +131,14 @@ def serve(
     settings: Settings, on_ready: Callable[[Platform], Awaitable[None]] | None = None
 ) -> None:
     """Run Shipway until SIGINT or SIGTERM; then stop its instances and return."""
+    keys = load_access_keys(settings.access_keys_file)
+    if keys is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "listening on %s with authentication off: set SHIPWAY_ACCESS_KEYS_FILE", settings.host
+        )
     platform = Platform(settings)
     config = uvicorn.Config(
-        platform,
+        AuthMiddleware(platform, keys),
         host=settings.host,
         port=settings.port,
         loop="uvloop",

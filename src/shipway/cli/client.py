@@ -152,8 +152,10 @@ class ShipwayClient:
         timeout: float = 60.0,
         page_size: int = PAGE_SIZE,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         url = (url or DEFAULT_URL).rstrip("/")
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url if "://" in url else f"http://{url}"
         self.page_size = page_size
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
@@ -396,7 +398,10 @@ class ShipwayClient:
         try:
             if self._http is None:
                 self._http = httpx.Client(
-                    base_url=self.url, timeout=self._timeout, transport=self._transport
+                    base_url=self.url,
+                    timeout=self._timeout,
+                    transport=self._transport,
+                    headers=self._auth,
                 )
             response = self._http.request(
                 method, path, json=json, params=params, content=content, headers=headers

@@ -19,6 +19,7 @@ from shipway.cli.client import DEFAULT_URL, ApiError, ClientError, ShipwayClient
 from shipway.cli.instance_types import instance_types
 from shipway.cli.invoke import invoke
 from shipway.cli.server import server
+from shipway.cli.token import token
 from shipway.domain.errors import ShipwayError
 
 __all__ = ["app", "error_message", "main"]
@@ -64,6 +65,7 @@ app.add_typer(endpoint_configs.app, name="endpoint-configs")
 app.add_typer(endpoints.app, name="endpoints")
 app.command()(invoke)
 app.command("instance-types")(instance_types)
+app.command("token")(token)
 
 
 @app.callback()
@@ -73,9 +75,17 @@ def _root(
         str,
         typer.Option(envvar="SHIPWAY_URL", help="The Shipway server to talk to."),
     ] = DEFAULT_URL,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHIPWAY_TOKEN",
+            help="Bearer token for a server with access keys ('shipway token' prints it).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Deploy machine-learning models the way SageMaker does, on your own machines."""
-    ctx.obj = ctx.with_resource(ShipwayClient(url))
+    ctx.obj = ctx.with_resource(ShipwayClient(url, token=token))
 
 
 def main() -> None:

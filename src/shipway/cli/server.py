@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from shipway.api.auth import AccessKeysFileError
 from shipway.platform import Platform, serve
 from shipway.settings import Settings
 
@@ -60,5 +61,9 @@ def server(
             print(f"  shipway invoke {name} --content-type application/json --body '{body}'")
         console.print("Press Ctrl-C to stop.")
 
-    serve(settings, on_ready=ready)
+    try:
+        serve(settings, on_ready=ready)
+    except AccessKeysFileError as exc:
+        console.print(f"[red]Error:[/] {exc.message}")
+        raise typer.Exit(1) from None
     console.print("Shipway stopped.")
