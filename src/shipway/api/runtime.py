@@ -1,19 +1,27 @@
-"""The SageMaker runtime wire adapter: ``POST /endpoints/{EndpointName}/invocations``.
+"""The SageMaker runtime wire adapter: ``POST /endpoints/{EndpointName}/invocations`` and
+``.../invocations-response-stream``.
 
 REST-JSON as boto3's ``sagemaker-runtime`` client speaks it: the body is the raw payload, the
 parameters are headers, and errors carry their code in ``x-amzn-ErrorType`` (``ValidationError``,
 ``ModelError`` with ``OriginalStatusCode``/``OriginalMessage``, ``ServiceUnavailable``...).
 A bare ASGI handler: this is every invocation's path, so no framework sits on it.
+
+``InvokeEndpointWithResponseStream`` answers ``application/vnd.amazon.eventstream``: each piece of
+the model's answer goes out as a ``PayloadPart`` event as it arrives, and a failure after the
+answer started as an exception event (``ModelStreamError``, ``InternalStreamFailure``). Failures
+before it started are the same JSON errors as ``InvokeEndpoint``'s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
+from shipway.api import eventstream
 from shipway.domain.errors import (
     ModelError,
     ModelNotReady,
@@ -22,7 +30,7 @@ from shipway.domain.errors import (
     ShipwayError,
     ValidationError,
 )
-from shipway.router.router import Invocation, Router
+from shipway.router.router import Invocation, ModelStreamError, Router
 
 __all__ = ["RuntimeAPI", "runtime_error"]
 
@@ -34,7 +42,12 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PREFIX = "/endpoints/"
 INVOCATIONS = "/invocations"
+STREAM = "/invocations-response-stream"
+OPERATIONS = (INVOCATIONS, STREAM)
 JSON = b"application/json"
+EVENT_STREAM = b"application/vnd.amazon.eventstream"
+MAX_PART = 1 << 20
+"""Bytes in one PayloadPart at most (botocore refuses event payloads over 24 MiB)."""
 
 
 def runtime_error(exc: Exception, account_id: str) -> tuple[int, str, dict[str, Any]]:
@@ -72,21 +85,17 @@ class RuntimeAPI:
     @staticmethod
     def handles(scope: Scope) -> bool:
         path: str = scope["path"]
-        return scope["method"] == "POST" and path.startswith(PREFIX) and path.endswith(INVOCATIONS)
+        return scope["method"] == "POST" and path.startswith(PREFIX) and path.endswith(OPERATIONS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        if not path.endswith(INVOCATIONS):
+            await self._stream(scope, receive, send)
+            return
         name = path[len(PREFIX) : -len(INVOCATIONS)]
         headers = dict(scope["headers"])
         try:
-            if not name or "/" in name:
-                raise ValidationError(
-                    f"'{name}' is not an endpoint name; "
-                    "call /endpoints/{EndpointName}/invocations."
-                )
-            length = headers.get(b"content-length")
-            if length is not None and length.isdigit():
-                self.router.check_size(int(length))
+            self._check(name, headers, INVOCATIONS)
             body = await self._read(receive)
             target = headers.get(b"x-amzn-sagemaker-target-variant")
             result = await self.router.invoke(
@@ -101,17 +110,89 @@ class RuntimeAPI:
                 )
             )
         except Exception as exc:
-            if not isinstance(exc, ShipwayError):
-                log.exception("invocation of %s failed", name)
-            status, code, document = runtime_error(exc, self.router.account_id)
-            await _respond(
-                send, status, orjson.dumps(document), JSON, [(b"x-amzn-errortype", code.encode())]
-            )
+            await self._error(send, exc, name)
             return
         extra = [(b"x-amzn-invoked-production-variant", result.variant_name.encode())]
         if result.custom_attributes is not None:
             extra.append((b"x-amzn-sagemaker-custom-attributes", result.custom_attributes))
         await _respond(send, 200, result.body, result.content_type, extra)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``InvokeEndpointWithResponseStream``: the answer as an event stream."""
+        path: str = scope["path"]
+        name = path[len(PREFIX) : -len(STREAM)]
+        headers = dict(scope["headers"])
+        try:
+            self._check(name, headers, STREAM)
+            body = await self._read(receive)
+            target = headers.get(b"x-amzn-sagemaker-target-variant")
+            stream = await self.router.invoke_stream(
+                Invocation(
+                    endpoint_name=name,
+                    body=body,
+                    content_type=headers.get(b"content-type"),
+                    accept=headers.get(b"x-amzn-sagemaker-accept"),
+                    custom_attributes=headers.get(b"x-amzn-sagemaker-custom-attributes"),
+                    inference_id=headers.get(b"x-amzn-sagemaker-inference-id"),
+                    target_variant=target.decode("latin-1") if target else None,
+                )
+            )
+        except Exception as exc:
+            await self._error(send, exc, name)
+            return
+        response_headers = [
+            (b"content-type", EVENT_STREAM),
+            (b"x-amzn-sagemaker-content-type", stream.content_type),
+            (b"x-amzn-invoked-production-variant", stream.variant_name.encode()),
+        ]
+        if stream.custom_attributes is not None:
+            response_headers.append(
+                (b"x-amzn-sagemaker-custom-attributes", stream.custom_attributes)
+            )
+        gone = asyncio.ensure_future(receive())  # completes with http.disconnect if the caller goes
+        tail = b""
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": response_headers})
+            async for piece in stream:
+                for start in range(0, len(piece), MAX_PART):
+                    part = piece[start : start + MAX_PART] if len(piece) > MAX_PART else piece
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": eventstream.payload_part(part),
+                            "more_body": True,
+                        }
+                    )
+                if gone.done():
+                    return
+        except ModelStreamError as exc:
+            tail = eventstream.model_stream_error(exc.message, exc.error_code)
+        except Exception:
+            log.exception("streaming the answer of %s failed", name)
+            tail = eventstream.internal_stream_failure(
+                "An internal error occurred while streaming the response; see the server log."
+            )
+        finally:
+            await stream.aclose()
+            gone.cancel()
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def _check(self, name: str, headers: dict[bytes, bytes], operation: str) -> None:
+        if not name or "/" in name:
+            raise ValidationError(
+                f"'{name}' is not an endpoint name; call /endpoints/{{EndpointName}}{operation}."
+            )
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit():
+            self.router.check_size(int(length))
+
+    async def _error(self, send: Send, exc: Exception, name: str) -> None:
+        if not isinstance(exc, ShipwayError):
+            log.exception("invocation of %s failed", name)
+        status, code, document = runtime_error(exc, self.router.account_id)
+        await _respond(
+            send, status, orjson.dumps(document), JSON, [(b"x-amzn-errortype", code.encode())]
+        )
 
     async def _read(self, receive: Receive) -> bytes:
         message = await receive()

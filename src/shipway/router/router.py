@@ -8,6 +8,13 @@ model's own status and message). It records SageMaker's endpoint metrics for eve
 An instance that cannot be reached is marked down at once and the request goes to another (it was
 never sent); an instance that drops a request in flight is marked down too, and that request
 fails. Either way the controller is told, and checks or replaces the instance.
+
+:meth:`Router.invoke_stream` is the streaming variant (``InvokeEndpointWithResponseStream``): it
+picks and sends the same way, fails the same way until the model's answer starts, then hands over
+the body as the model sends it. Once the stream has started, a model that stalls longer than the
+model timeout between two pieces, or that breaks off its answer, ends it with a
+:class:`ModelStreamError` (``ModelInvocationTimeExceeded``, ``StreamBroken``); the instance is not
+marked down for that (a model server breaks off a stream whose generator failed).
 """
 
 from __future__ import annotations
@@ -17,18 +24,43 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shipway.domain.errors import ModelError, PayloadTooLarge, ServiceUnavailable, ValidationError
+from shipway.domain.errors import (
+    ModelError,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    ShipwayError,
+    ValidationError,
+)
 from shipway.monitor.metrics import MetricsStore, SeriesGroup
-from shipway.router.routing import EndpointRoute, RoutingTable, Snapshot, VariantRoute
-from shipway.router.upstream import ConnectFailed, ConnectionLost, UpstreamTimeout
+from shipway.router.routing import (
+    EndpointRoute,
+    InstanceRoute,
+    RoutingTable,
+    Snapshot,
+    VariantRoute,
+)
+from shipway.router.upstream import ConnectFailed, ConnectionLost, UpstreamStream, UpstreamTimeout
 
-__all__ = ["EndpointNotFound", "Invocation", "InvocationResult", "Router"]
+__all__ = [
+    "EndpointNotFound",
+    "Invocation",
+    "InvocationResult",
+    "InvocationStream",
+    "ModelStreamError",
+    "Router",
+]
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_MESSAGE = (
     "Your invocation timed out while waiting for a response from container primary. Review the "
     "latency metrics for each container in Amazon CloudWatch, resolve the issue, and try again."
+)
+STREAM_TIMEOUT_MESSAGE = (
+    "Your model primary did not complete sending the inference response in the allotted time."
+)
+STREAM_BROKEN_MESSAGE = (
+    "Your model primary broke off the inference response stream before completing it."
 )
 INVOCATIONS_PATH = b"/invocations"
 FORWARDED = (
@@ -54,6 +86,16 @@ INVOCATION_METRICS = (
 class EndpointNotFound(ValidationError):
     def __init__(self, name: str, account_id: str) -> None:
         super().__init__(f"Endpoint {name} of account {account_id} not found.")
+
+
+class ModelStreamError(ShipwayError):
+    """The model failed after its streamed answer started (``error_code`` says how)."""
+
+    code = "ModelStreamError"
+
+    def __init__(self, message: str, error_code: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,23 +159,10 @@ class Router:
 
     async def invoke(self, invocation: Invocation) -> InvocationResult:
         started = time.perf_counter()
-        self.check_size(len(invocation.body))
-        route = self._route(invocation.endpoint_name)
-        headers = [
-            (name, value)
-            for name, attribute in FORWARDED
-            if (value := getattr(invocation, attribute)) is not None
-        ]
+        route, headers = self._prepare(invocation)
         tried: set[str] = set()
         while True:
-            variant = self._variant(route, invocation.target_variant)
-            instance = variant.pick()
-            if instance is None or instance.instance_id in tried:
-                raise ServiceUnavailable(
-                    f"No instance of variant {variant.name} of endpoint {route.name} can take "
-                    "the request right now; try again."
-                )
-            tried.add(instance.instance_id)
+            variant, instance = self._pick(route, invocation.target_variant, tried)
             instance.outstanding += 1
             sent = time.perf_counter()
             try:
@@ -143,15 +172,8 @@ class Router:
             except ConnectFailed:
                 self._down(instance.instance_id)
                 continue  # never sent: another instance may take it
-            except ConnectionLost as exc:
-                self._down(instance.instance_id)
-                self._record(route, variant, started, sent, 500)
-                raise ModelError(
-                    0, f"The instance stopped while handling the request: {exc}"
-                ) from exc
-            except UpstreamTimeout as exc:
-                self._record(route, variant, started, sent, 500)
-                raise ModelError(0, TIMEOUT_MESSAGE) from exc
+            except (ConnectionLost, UpstreamTimeout) as exc:
+                raise self._failed(exc, route, variant, instance, started, sent) from exc
             finally:
                 instance.outstanding -= 1
             self._record(route, variant, started, sent, response.status)
@@ -163,6 +185,87 @@ class Router:
                 variant.name,
                 response.headers.get(b"x-amzn-sagemaker-custom-attributes"),
             )
+
+    async def invoke_stream(self, invocation: Invocation) -> InvocationStream:
+        """Send an invocation whose answer is streamed; return once the model's answer starts.
+
+        Until then it fails as :meth:`invoke` does (``ModelError`` when the model answers 4xx or
+        5xx...). The returned stream yields the body as it comes; the caller must ``aclose`` it
+        if it stops reading early.
+        """
+        started = time.perf_counter()
+        route, headers = self._prepare(invocation)
+        tried: set[str] = set()
+        while True:
+            variant, instance = self._pick(route, invocation.target_variant, tried)
+            instance.outstanding += 1
+            sent = time.perf_counter()
+            streaming = False
+            try:
+                upstream = await instance.upstream.request_stream(
+                    b"POST", INVOCATIONS_PATH, headers, invocation.body, self.model_timeout_seconds
+                )
+                if upstream.status < 400:
+                    stream = InvocationStream(
+                        self, route, variant, instance, upstream, started, sent
+                    )
+                    streaming = True  # the stream gives the instance back when it ends
+                    return stream
+                try:
+                    error = await upstream.read(self.model_timeout_seconds)
+                finally:
+                    upstream.close()
+            except ConnectFailed:
+                self._down(instance.instance_id)
+                continue  # never sent: another instance may take it
+            except (ConnectionLost, UpstreamTimeout) as exc:
+                raise self._failed(exc, route, variant, instance, started, sent) from exc
+            finally:
+                if not streaming:
+                    instance.outstanding -= 1
+            self._record(route, variant, started, sent, upstream.status)
+            raise ModelError(upstream.status, error.decode("utf-8", "replace"))
+
+    def _prepare(self, invocation: Invocation) -> tuple[EndpointRoute, list[tuple[bytes, bytes]]]:
+        """The endpoint's route and the headers to forward, once the invocation passes checks."""
+        self.check_size(len(invocation.body))
+        route = self._route(invocation.endpoint_name)
+        headers = [
+            (name, value)
+            for name, attribute in FORWARDED
+            if (value := getattr(invocation, attribute)) is not None
+        ]
+        return route, headers
+
+    def _pick(
+        self, route: EndpointRoute, target: str | None, tried: set[str]
+    ) -> tuple[VariantRoute, InstanceRoute]:
+        """A variant and one of its instances not ``tried`` yet (it is added to ``tried``)."""
+        variant = self._variant(route, target)
+        instance = variant.pick()
+        if instance is None or instance.instance_id in tried:
+            raise ServiceUnavailable(
+                f"No instance of variant {variant.name} of endpoint {route.name} can take "
+                "the request right now; try again."
+            )
+        tried.add(instance.instance_id)
+        return variant, instance
+
+    def _failed(
+        self,
+        exc: ConnectionLost | UpstreamTimeout,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        instance: InstanceRoute,
+        started: float,
+        sent: float,
+    ) -> ModelError:
+        """The error for a request the instance dropped or did not answer in time."""
+        self._record(route, variant, started, sent, 500)
+        if isinstance(exc, ConnectionLost):
+            self._down(instance.instance_id)
+            return ModelError(0, f"The instance stopped while handling the request: {exc}")
+        return ModelError(0, TIMEOUT_MESSAGE)
 
     def _variant(self, route: EndpointRoute, target: str | None) -> VariantRoute:
         if target is None:
@@ -211,3 +314,92 @@ class Router:
                 (done - started) * 1e6 - model,
             ),
         )
+
+
+class InvocationStream:
+    """A streamed answer under way: its headers are known, its body is iterated.
+
+    Yields the pieces of the body as the model sends them (a model that does not stream, whose
+    answer has a ``Content-Length``, gives its whole body as one piece); raises
+    :class:`ModelStreamError` when the model stalls past the model timeout or breaks off. When the
+    stream ends (or is closed early) the instance is given back and the invocation's metrics are
+    recorded.
+    """
+
+    __slots__ = (
+        "_done",
+        "_instance",
+        "_route",
+        "_router",
+        "_sent",
+        "_started",
+        "_upstream",
+        "_variant",
+        "_whole",
+        "content_type",
+        "custom_attributes",
+        "variant_name",
+    )
+
+    def __init__(
+        self,
+        router: Router,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        instance: InstanceRoute,
+        upstream: UpstreamStream,
+        started: float,
+        sent: float,
+    ) -> None:
+        self._router = router
+        self._route = route
+        self._variant = variant
+        self._instance = instance
+        self._upstream = upstream
+        self._started = started
+        self._sent = sent
+        self._done = False
+        self._whole = b"content-length" in upstream.headers
+        self.content_type: bytes = upstream.headers.get(
+            b"content-type", b"application/octet-stream"
+        )
+        self.variant_name = variant.name
+        self.custom_attributes = upstream.headers.get(b"x-amzn-sagemaker-custom-attributes")
+
+    def __aiter__(self) -> InvocationStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        timeout = self._router.model_timeout_seconds
+        try:
+            if self._whole:
+                self._whole = False
+                piece: bytes | None = await self._upstream.read(timeout) or None
+            else:
+                piece = await self._upstream.next(timeout)
+        except UpstreamTimeout as exc:
+            self._finish(500)
+            raise ModelStreamError(STREAM_TIMEOUT_MESSAGE, "ModelInvocationTimeExceeded") from exc
+        except ConnectionLost as exc:
+            self._finish(500)
+            raise ModelStreamError(STREAM_BROKEN_MESSAGE, "StreamBroken") from exc
+        except BaseException:
+            self._finish(self._upstream.status)
+            raise
+        if piece is None:
+            self._finish(self._upstream.status)
+            raise StopAsyncIteration
+        return piece
+
+    async def aclose(self) -> None:
+        """Stop reading (the connection to the instance is dropped unless the body was all in)."""
+        if not self._done:
+            self._finish(self._upstream.status)
+
+    def _finish(self, status: int) -> None:
+        self._done = True
+        self._upstream.close()
+        self._instance.outstanding -= 1
+        self._router._record(self._route, self._variant, self._started, self._sent, status)

@@ -5,6 +5,10 @@ instance is on every request's path, and general-purpose clients cost several ti
 request than the model server they call. It speaks only what the model server needs: one request
 at a time per connection, ``Content-Length`` bodies out, any framing back.
 
+:meth:`Upstream.request` answers with the whole response; :meth:`Upstream.request_stream` answers
+once the status and headers are in, and hands the body over as it arrives (its own connections,
+so the buffered path carries nothing for it).
+
 Errors say whether the request could have reached the instance:
 
 - :class:`ConnectFailed`: no connection, nothing was sent; safe to try another instance.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httptools
 
@@ -26,6 +31,7 @@ __all__ = [
     "Upstream",
     "UpstreamError",
     "UpstreamResponse",
+    "UpstreamStream",
     "UpstreamTimeout",
 ]
 
@@ -118,9 +124,148 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(exc)
 
 
-def _expire(waiter: asyncio.Future[UpstreamResponse], address: str, timeout: float) -> None:
+_HIGH_WATER = 64
+"""Body pieces a stream buffers before it stops reading from the instance."""
+
+
+class _StreamConnection(_Connection):
+    """A connection whose response body is handed over piece by piece, as it arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = 0
+        self.complete = False
+        self.error: UpstreamError | None = None
+        self._pieces: deque[bytes] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._head = False
+        self._paused = False
+
+    # httptools callbacks
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        self._head = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self._pieces.append(body)
+        if len(self._pieces) >= _HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self._keep_alive = self._parser.should_keep_alive()
+        self.complete = True
+        self._wake()
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.complete and self.error is None:
+            self.error = exc if isinstance(exc, UpstreamError) else ConnectionLost(str(exc))
+        self._wake()
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    # the client side
+    def start(self, data: bytes) -> None:
+        self._headers = {}
+        self._pieces.clear()
+        self.status = 0
+        self._head = self.complete = False
+        self.error = None
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def _wait(self, timeout: float, address: str, what: str) -> None:
+        """Wait for news (the head, data, the end, an error); UpstreamTimeout after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        wakeup = self._wakeup = loop.create_future()
+        timer = loop.call_later(timeout, _expire, wakeup, address, timeout, what)
+        try:
+            await wakeup
+        finally:
+            timer.cancel()
+            self._wakeup = None
+
+    async def head(self, timeout: float, address: str) -> None:
+        while not self._head:
+            if self.error is not None:
+                raise self.error
+            await self._wait(timeout, address, "answer")
+
+    async def next(self, timeout: float, address: str) -> bytes | None:
+        while not self._pieces:
+            if self.complete:
+                return None
+            if self.error is not None:
+                raise self.error
+            await self._wait(timeout, address, "data")
+        piece = self._pieces.popleft()
+        if self._paused and len(self._pieces) < _HIGH_WATER // 2 and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return piece
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and self._keep_alive and self.complete
+
+
+class UpstreamStream:
+    """A response whose body is still arriving: ``status`` and ``headers`` are in.
+
+    Read it with :meth:`next` (or :meth:`read` for all of it), then :meth:`close` it: a
+    complete response leaves its connection for the next stream, any other is dropped.
+    """
+
+    def __init__(self, upstream: Upstream, connection: _StreamConnection) -> None:
+        self._upstream = upstream
+        self._connection: _StreamConnection | None = connection
+        self.status = connection.status
+        self.headers = connection._headers
+
+    async def next(self, timeout: float) -> bytes | None:
+        """The next piece of the body, None at its end.
+
+        Raises :class:`UpstreamTimeout` when nothing arrives within ``timeout`` seconds and
+        :class:`ConnectionLost` when the body ends abnormally (both drop the connection).
+        """
+        connection = self._connection
+        if connection is None:
+            return None
+        try:
+            return await connection.next(timeout, self._upstream.address)
+        except BaseException:
+            self.close()
+            raise
+
+    async def read(self, timeout: float) -> bytes:
+        """The rest of the body."""
+        pieces = []
+        while (piece := await self.next(timeout)) is not None:
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._upstream._release_stream(connection)
+
+
+_C = TypeVar("_C", bound=_Connection)
+
+
+def _expire(
+    waiter: asyncio.Future[UpstreamResponse] | asyncio.Future[None],
+    address: str,
+    timeout: float,
+    what: str = "answer",
+) -> None:
     if not waiter.done():
-        waiter.set_exception(UpstreamTimeout(f"no answer from {address} within {timeout:g} s"))
+        waiter.set_exception(UpstreamTimeout(f"no {what} from {address} within {timeout:g} s"))
 
 
 class Upstream:
@@ -130,6 +275,7 @@ class Upstream:
         self.address = address
         self._max_idle = max_idle
         self._idle: deque[_Connection] = deque()
+        self._idle_streams: deque[_StreamConnection] = deque()
         self._host = b"localhost"
         if address.startswith("http://"):
             host, _, port = address[len("http://") :].rstrip("/").partition(":")
@@ -142,14 +288,14 @@ class Upstream:
         else:
             raise ValueError(f"unsupported instance address {address!r}")
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, factory: type[_C]) -> _C:
         loop = asyncio.get_running_loop()
         try:
             if self._tcp is not None:
-                transport, protocol = await loop.create_connection(_Connection, *self._tcp)
+                transport, protocol = await loop.create_connection(factory, *self._tcp)
             else:
                 assert self._path is not None
-                transport, protocol = await loop.create_unix_connection(_Connection, self._path)
+                transport, protocol = await loop.create_unix_connection(factory, self._path)
         except OSError as exc:
             raise ConnectFailed(f"cannot connect to {self.address}: {exc}") from exc
         protocol.transport = transport  # uvloop may call connection_made only after this returns
@@ -170,7 +316,7 @@ class Upstream:
                 connection = candidate
                 break
         if connection is None:
-            connection = await self._connect()
+            connection = await self._connect(_Connection)
         head = [method, b" ", path, b" HTTP/1.1\r\nhost: ", self._host, b"\r\ncontent-length: ",
                 str(len(body)).encode(), b"\r\n"]  # fmt: skip
         for name, value in headers:
@@ -194,9 +340,50 @@ class Upstream:
             connection.close()
         return response
 
+    async def request_stream(
+        self,
+        method: bytes,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout: float,
+    ) -> UpstreamStream:
+        """Send a request; answer once the status and headers are in (within ``timeout``).
+
+        The body follows through the returned stream, which the caller must close.
+        """
+        connection = None
+        while self._idle_streams:
+            candidate = self._idle_streams.pop()
+            if candidate.reusable:
+                connection = candidate
+                break
+        if connection is None:
+            connection = await self._connect(_StreamConnection)
+        head = [method, b" ", path, b" HTTP/1.1\r\nhost: ", self._host, b"\r\ncontent-length: ",
+                str(len(body)).encode(), b"\r\n"]  # fmt: skip
+        for name, value in headers:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"\r\n")
+        connection.start(b"".join(head) + body)
+        try:
+            await connection.head(timeout, self.address)
+        except BaseException:
+            connection.close()
+            raise
+        return UpstreamStream(self, connection)
+
+    def _release_stream(self, connection: _StreamConnection) -> None:
+        if connection.reusable and len(self._idle_streams) < self._max_idle:
+            self._idle_streams.append(connection)
+        else:
+            connection.close()
+
     async def get(self, path: bytes, timeout: float) -> UpstreamResponse:
         return await self.request(b"GET", path, [], b"", timeout)
 
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+        while self._idle_streams:
+            self._idle_streams.pop().close()

@@ -136,8 +136,10 @@ def _stopped(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    # SAGEMAKER_CONTAINER_LOG_LEVEL is a number ("20") as the SageMaker SDK sets it, or a name
+    level = str(args.log_level)
     logging.basicConfig(
-        level=args.log_level.upper() if isinstance(args.log_level, str) else args.log_level,
+        level=int(level) if level.isdigit() else level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -8,14 +8,22 @@
 This is a bare ASGI application: the hot path (``/invocations``) is a dictionary lookup away from
 the socket, with no framework in between. Errors answer with their status and the message as the
 body; the router relays both to the caller as a SageMaker ``ModelError``.
+
+A runtime's reply may stream (``Reply.chunks``): the server answers ``Transfer-Encoding: chunked``,
+one chunk per item, iterating on a thread of its own (the event loop keeps answering ``/ping``).
+An error before the first item is an ordinary error response; an error after it ends the response
+without its last chunk (the connection is closed), which the router reports as ``StreamBroken``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -106,6 +114,9 @@ class ModelServer:
         except Exception as exc:  # the model's own failure: report it, keep serving
             log.error("request failed\n%s", traceback.format_exc())
             response = Response(500, f"{type(exc).__name__}: {exc}".encode(), TEXT)
+        if response.stream is not None:
+            await _send_stream(send, receive, response, response.stream)
+            return
         await _send(send, response.status, response.body, response.content_type, response.headers)
 
     # --- SageMaker container contract -------------------------------------------------------
@@ -131,19 +142,48 @@ class ModelServer:
             attributes.decode("latin-1") if attributes else None,
         )
         if self.runtime.handles_payloads:
-            async with self._lock:
+            await self._lock.acquire()
+            locked = True
+            try:
                 reply = await asyncio.to_thread(self.runtime.handle, payload)
-            extra = (
-                {CUSTOM_ATTRIBUTES: reply.custom_attributes.encode()}
-                if (reply.custom_attributes)
-                else None
-            )
+                extra = (
+                    {CUSTOM_ATTRIBUTES: reply.custom_attributes.encode()}
+                    if (reply.custom_attributes)
+                    else None
+                )
+                if reply.chunks is not None:
+                    locked = False  # the stream releases the lock
+                    return await self._streamed(reply.chunks, reply.content_type.encode(), extra)
+            finally:
+                if locked:
+                    self._lock.release()
             return Response(200, reply.body, reply.content_type.encode(), extra)
         media_type = codecs.negotiate(payload.accept, self.default_accept)
         rows = codecs.decode(body, payload.content_type)
         predictions = await self.batcher.submit(rows)
         encoded, encoded_type = codecs.encode(predictions, media_type)
         return Response(200, encoded, encoded_type.encode())
+
+    async def _streamed(
+        self, chunks: Iterator[bytes], content_type: bytes, extra: dict[bytes, bytes] | None
+    ) -> Response:
+        """A streamed response, once its first chunk is there (an error before it is raised).
+
+        Called holding ``_lock``, which the pump releases when its thread is done with the model.
+        """
+        try:
+            pump = _Pump(chunks, self._lock.release)
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            first = await pump.next()
+        except BaseException:
+            pump.stop()
+            raise
+        if first is None:  # an empty stream: an empty body
+            return Response(200, b"", content_type, extra)
+        return Response(200, first, content_type, extra, pump)
 
     def _require_ready(self) -> None:
         if not self.ready:
@@ -230,7 +270,7 @@ class ModelServer:
 
 
 class Response:
-    __slots__ = ("body", "content_type", "headers", "status")
+    __slots__ = ("body", "content_type", "headers", "status", "stream")
 
     def __init__(
         self,
@@ -238,11 +278,88 @@ class Response:
         body: bytes,
         content_type: bytes,
         headers: dict[bytes, bytes] | None = None,
+        stream: _Pump | None = None,
     ) -> None:
         self.status = status
         self.body = body
+        """The whole body; with ``stream``, its first chunk."""
         self.content_type = content_type
         self.headers = headers
+        self.stream = stream
+        """The rest of a streamed body."""
+
+
+class _Pump:
+    """Iterates a blocking iterator on a thread of its own and hands its items to the event loop.
+
+    At most ``depth`` items wait for the reader (the thread pauses beyond that). ``stop()`` makes
+    the thread close the iterator after the item it is producing; ``on_done`` runs on the event
+    loop once the thread is finished with the iterator, whichever way it ends.
+    """
+
+    def __init__(
+        self, chunks: Iterator[bytes], on_done: Callable[[], None], depth: int = 16
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._chunks = chunks
+        self._on_done = on_done
+        self._items: deque[bytes | BaseException | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._room = threading.Semaphore(depth)
+        self._stopped = False
+        self._thread = threading.Thread(target=self._produce, name="shipway-stream", daemon=True)
+        self._thread.start()
+
+    async def next(self) -> bytes | None:
+        """The next chunk, None at the end; raises what the iterator raised."""
+        while not self._items:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._items.popleft()
+        if isinstance(item, BaseException):
+            raise item
+        if item is not None:
+            self._room.release()
+        return item
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._room.release()  # wake the thread if it waits for room
+
+    # the thread
+    def _produce(self) -> None:
+        try:
+            for chunk in self._chunks:
+                self._room.acquire()
+                if self._stopped:
+                    break
+                if chunk:  # an empty chunk would end a chunked body
+                    self._hand(chunk)
+            else:
+                self._hand(None)
+        except BaseException as exc:
+            self._hand(exc)
+        finally:
+            try:
+                close = getattr(self._chunks, "close", None)
+                if close is not None:
+                    close()
+            except Exception:
+                log.exception("closing the response stream failed")
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped
+                self._loop.call_soon_threadsafe(self._on_done)
+
+    def _hand(self, item: bytes | BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._put, item)
+
+    def _put(self, item: bytes | BaseException | None) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -273,6 +390,34 @@ async def _send(
         raw.extend(headers.items())
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_stream(send: Send, receive: Receive, response: Response, pump: _Pump) -> None:
+    """A chunked response: the first chunk, then the pump's until it ends or the caller goes.
+
+    An error from the pump ends the response without its terminating chunk: returning without
+    completing the response makes the server close the connection.
+    """
+    raw = [(b"content-type", response.content_type), (b"transfer-encoding", b"chunked")]
+    if response.headers:
+        raw.extend(response.headers.items())
+    gone = asyncio.ensure_future(receive())  # completes with http.disconnect if the caller goes
+    try:
+        await send({"type": "http.response.start", "status": response.status, "headers": raw})
+        await send({"type": "http.response.body", "body": response.body, "more_body": True})
+        while not gone.done():
+            try:
+                chunk = await pump.next()
+            except Exception:
+                log.error("streaming the response failed\n%s", traceback.format_exc())
+                return
+            if chunk is None:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        pump.stop()
+        gone.cancel()
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

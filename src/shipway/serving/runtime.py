@@ -1,13 +1,15 @@
 """The runtime contract: load a model artifact, predict with it, unload it.
 
 A runtime is chosen by name (``sklearn``, ``xgboost``, ``lightgbm``, ``onnx``, ``torch``,
-``mlflow``, ``python``) or by an import string ``package.module:ClassName`` for a user's own.
+``mlflow``, ``python``), by a SageMaker image URI (see :mod:`shipway.serving.images`) or by an
+import string ``package.module:ClassName`` for a user's own.
 
 The model server owns everything around the runtime: it decodes the request body into rows with a
 codec, merges concurrent requests into one :meth:`Runtime.predict` call (adaptive batching), splits
 the predictions back per request and encodes them for the caller's Accept type. A runtime that
 needs the raw request instead (the ``python`` runtime's ``input_fn``/``output_fn``) sets
-``handles_payloads`` and implements :meth:`Runtime.handle`.
+``handles_payloads`` and implements :meth:`Runtime.handle`; its :class:`Reply` may stream (its
+``chunks``), which the server sends as an HTTP chunked response, one chunk per item.
 
 Runtimes are synchronous: they run CPU-bound model code, and the server decides on which thread.
 """
@@ -16,12 +18,10 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
-
-from shipway.domain.errors import ValidationError
 
 __all__ = [
     "RUNTIMES",
@@ -45,11 +45,19 @@ class Payload:
 
 @dataclass(frozen=True)
 class Reply:
-    """One response: encoded body and its media type."""
+    """One response: encoded body and its media type, or a stream of body chunks.
+
+    When ``chunks`` is set the response is streamed and ``body`` is ignored: the server iterates
+    ``chunks`` on a thread of its own (the iteration runs model code) and sends each item as it
+    comes; an exception from the iterator ends the response abnormally (before the first chunk,
+    it is an error response as usual). The server closes the iterator (if it has ``close()``)
+    when the caller goes away.
+    """
 
     body: bytes
     content_type: str
     custom_attributes: str | None = None
+    chunks: Iterator[bytes] | None = None
 
 
 class Runtime(ABC):
@@ -114,23 +122,13 @@ def resolve_runtime(image: str | None) -> str:
     """The import string of the runtime a container's ``Image`` names.
 
     ``Image`` is a runtime name (``sklearn``), optionally with a tag (``sklearn:1.5``) or a
-    ``shipway/`` prefix, or an import string ``package.module:ClassName``.
+    ``shipway/`` prefix, a SageMaker image URI
+    (``683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1``), or an import
+    string ``package.module:ClassName``; :mod:`shipway.serving.images` says which is which.
     """
-    if not image:
-        raise ValidationError(
-            "The container's Image must name a runtime: one of " + ", ".join(sorted(RUNTIMES))
-        )
-    name = image.removeprefix("shipway/")
-    if ":" in name and "." in name.split(":", 1)[0]:
-        return name  # an import string, checked when the instance loads it
-    name = name.split(":", 1)[0].lower()
-    if name in RUNTIMES:
-        return RUNTIMES[name]
-    raise ValidationError(
-        f"Image '{image}' matches no runtime. Supported: "
-        + ", ".join(sorted(RUNTIMES))
-        + ", or an import string 'package.module:RuntimeClass'."
-    )
+    from shipway.serving.images import resolve_image  # it reads RUNTIMES from this module
+
+    return resolve_image(image).runtime
 
 
 def load_runtime_class(import_string: str) -> type[Runtime]:

@@ -3,6 +3,9 @@
 The script (``SAGEMAKER_PROGRAM``, default ``inference.py``) is looked up in
 ``SAGEMAKER_SUBMIT_DIRECTORY`` when that is a local folder, then in ``<model_dir>/code``, then in
 ``<model_dir>``, and imported under a module name of its own with its folder on ``sys.path``.
+A submit directory under ``/opt/ml/model`` (where SageMaker unpacks model.tar.gz) means the same
+folder under ``<model_dir>``; an ``s3://`` one (the SageMaker SDK's ``sourcedir.tar.gz``) is not
+fetched: the script is expected in model.tar.gz's ``code/``, where the SDK repacks it.
 
 It defines some of ``model_fn(model_dir)``, ``input_fn(body, content_type)``,
 ``predict_fn(data, model)`` and ``output_fn(prediction, accept)`` (which returns the body, or the
@@ -10,11 +13,22 @@ body and its content type), or ``transform_fn(model, body, content_type, accept)
 may take a trailing ``context`` argument, a :class:`HandlerContext`. Text bodies (``text/*``,
 JSON, JSON Lines) reach ``input_fn`` and ``transform_fn`` as ``str``, others as ``bytes``.
 
+A handler may stream its answer: when ``transform_fn``, ``output_fn`` or ``predict_fn`` returns
+a generator or other iterator (alone, or as the body of a ``(body, content_type)`` tuple), the
+response is streamed, one chunk per item (``bytes``, or ``str`` sent as UTF-8; without an
+``output_fn``, other items from ``predict_fn`` are encoded one by one for the Accept type). The
+model server iterates it on a thread of its own as the caller reads.
+
 Missing handlers fall back to defaults: the joblib/pickle file the ``sklearn`` runtime would
 load, shipway's codecs for the body and the response, and ``model.predict``. Errors the request
 handlers raise propagate as they are (the server answers 500); a script that fails to import or
 a failing ``model_fn`` is a ModelLoadError; bodies the default codecs cannot decode and rows the
 model's default ``predict`` rejects are BadInput.
+
+The SageMaker framework images (:mod:`shipway.serving.images`) are served by the containers
+below: :class:`ScikitLearnContainer`, :class:`PyTorchContainer` and :class:`XGBoostContainer`
+run the model's script here when it has one, and otherwise the runtime that serves the
+framework's model files the way that image does without a script.
 """
 
 from __future__ import annotations
@@ -23,13 +37,13 @@ import importlib.util
 import inspect
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
 
 from shipway.serving.errors import BadInput, ModelLoadError, ServingError
-from shipway.serving.runtime import Payload, Reply, Runtime
+from shipway.serving.runtime import RUNTIMES, Payload, Reply, Runtime, load_runtime_class
 from shipway.serving.runtimes._artifact import (
     PICKLE_NAMES,
     PICKLE_SUFFIXES,
@@ -37,7 +51,21 @@ from shipway.serving.runtimes._artifact import (
     load_pickle,
 )
 
-__all__ = ["HandlerContext", "PythonRuntime"]
+__all__ = [
+    "HandlerContext",
+    "PyTorchContainer",
+    "PythonRuntime",
+    "SageMakerContainer",
+    "ScikitLearnContainer",
+    "XGBoostContainer",
+    "find_script",
+]
+
+PROGRAM_ENV = "SAGEMAKER_PROGRAM"
+SUBMIT_DIRECTORY_ENV = "SAGEMAKER_SUBMIT_DIRECTORY"
+DEFAULT_PROGRAM = "inference.py"
+SAGEMAKER_MODEL_DIR = PurePosixPath("/opt/ml/model")
+"""Where SageMaker unpacks model.tar.gz in its containers."""
 
 TEXT_TYPES = frozenset(
     {"application/json", "application/jsonlines", "application/x-jsonlines", "application/jsonl"}
@@ -116,13 +144,20 @@ class PythonRuntime(Runtime):
                 result = transform_fn(
                     self._context, self._model, body, payload.content_type, accept
                 )
-                return _reply(result, accept)
+                return self._reply(result, accept)
             prediction = self.predict(self._input(payload))
             output_fn = self._handlers["output_fn"]
             if output_fn is not None:
-                return _reply(output_fn(self._context, prediction, accept), accept)
-            from shipway.serving.codecs import encode
+                return self._reply(output_fn(self._context, prediction, accept), accept)
+            from shipway.serving.codecs import encode, negotiate
 
+            if isinstance(prediction, Iterator):
+                media_type = negotiate(accept)
+                return Reply(
+                    body=b"",
+                    content_type=media_type,
+                    chunks=self._limited(_chunks(prediction, media_type)),
+                )
             encoded, content_type = encode(prediction, accept)
             return Reply(body=encoded, content_type=content_type)
 
@@ -138,6 +173,22 @@ class PythonRuntime(Runtime):
         except (ValueError, TypeError) as exc:  # the model rejects the rows
             raise BadInput(f"{type(self._model).__name__}.predict: {exc}") from exc
 
+    def _reply(self, result: Any, accept: str) -> Reply:
+        reply = _reply(result, accept)
+        if reply.chunks is not None:
+            return Reply(reply.body, reply.content_type, chunks=self._limited(reply.chunks))
+        return reply
+
+    def _limited(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The chunks, produced under the instance's compute-thread limit (they run model code)."""
+        try:
+            with self._threadpools.limit(limits=self.threads):
+                yield from chunks
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
     def unload(self) -> None:
         self._model = None
         sys.modules.pop(self._module_name, None)
@@ -146,18 +197,15 @@ class PythonRuntime(Runtime):
             self._added_path = False
 
     def _find_script(self) -> Path:
-        program = self.environment.get("SAGEMAKER_PROGRAM") or "inference.py"
-        folders = [self.model_dir / "code", self.model_dir]
-        submit_dir = self.environment.get("SAGEMAKER_SUBMIT_DIRECTORY")
-        if submit_dir and Path(submit_dir).is_dir():  # it may also be an s3:// URL: ignored
-            folders.insert(0, Path(submit_dir))
-        for folder in folders:
-            if (folder / program).is_file():
-                return folder / program
-        raise ModelLoadError(
-            f"no inference script: {program} is in none of {', '.join(map(str, folders))}"
-            " (SAGEMAKER_PROGRAM names the script; model.tar.gz usually carries it in code/)"
-        )
+        script = find_script(self.model_dir, self.environment)
+        if script is None:
+            program = self.environment.get(PROGRAM_ENV) or DEFAULT_PROGRAM
+            folders = _script_folders(self.model_dir, self.environment)
+            raise ModelLoadError(
+                f"no inference script: {program} is in none of {', '.join(map(str, folders))}"
+                " (SAGEMAKER_PROGRAM names the script; model.tar.gz usually carries it in code/)"
+            )
+        return script
 
     def _import_handlers(self) -> dict[str, _Handler | None]:
         if self._added_path:
@@ -210,6 +258,30 @@ class PythonRuntime(Runtime):
             return decode(payload.body, payload.content_type)
         except (ValueError, TypeError) as exc:
             raise BadInput(f"cannot decode the {payload.content_type} body: {exc}") from exc
+
+
+def find_script(model_dir: Path, environment: Mapping[str, str]) -> Path | None:
+    """The inference script SageMaker's toolkits would run for this model, if it has one."""
+    program = environment.get(PROGRAM_ENV) or DEFAULT_PROGRAM
+    for folder in _script_folders(model_dir, environment):
+        if (folder / program).is_file():
+            return folder / program
+    return None
+
+
+def _script_folders(model_dir: Path, environment: Mapping[str, str]) -> list[Path]:
+    folders = [model_dir / "code", model_dir]
+    submit_dir = environment.get(SUBMIT_DIRECTORY_ENV)
+    if not submit_dir or "://" in submit_dir:  # s3://.../sourcedir.tar.gz: not fetched
+        return folders
+    path = PurePosixPath(submit_dir)
+    if path.is_relative_to(SAGEMAKER_MODEL_DIR):
+        local = model_dir.joinpath(*path.relative_to(SAGEMAKER_MODEL_DIR).parts)
+    else:
+        local = Path(submit_dir)
+    if not local.is_dir():
+        return folders
+    return [local, *(folder for folder in folders if folder != local)]
 
 
 def _import(script: Path, module_name: str) -> Any:
@@ -284,7 +356,104 @@ def _reply(result: Any, accept: str) -> Reply:
         return Reply(body=body.encode("utf-8"), content_type=content_type)
     if isinstance(body, bytes | bytearray | memoryview):
         return Reply(body=bytes(body), content_type=content_type)
+    if isinstance(body, Iterator):
+        return Reply(body=b"", content_type=content_type, chunks=_chunks(body, None))
     raise ServingError(
-        f"the handler returned {type(body).__name__}: return bytes or str,"
-        " or a (body, content_type) tuple"
+        f"the handler returned {type(body).__name__}: return bytes or str, a generator of"
+        " them, or a (body, content_type) tuple"
     )
+
+
+def _chunks(items: Iterator[Any], media_type: str | None) -> Iterator[bytes]:
+    """Each streamed item as bytes: ``str`` as UTF-8; other objects encoded for ``media_type``
+    (when predictions stream without an ``output_fn``), else refused."""
+    try:
+        for item in items:
+            if isinstance(item, bytes):
+                yield item
+            elif isinstance(item, str):
+                yield item.encode("utf-8")
+            elif isinstance(item, bytearray | memoryview):
+                yield bytes(item)
+            elif media_type is not None:
+                from shipway.serving.codecs import encode
+
+                yield encode(item, media_type)[0]
+            else:
+                raise ServingError(
+                    f"the handler's generator yielded {type(item).__name__}: yield bytes or str"
+                )
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
+class SageMakerContainer(Runtime):
+    """A SageMaker framework image: the model's script in the ``python`` runtime when there is
+    one, else ``fallback``, which serves the framework's model files without a script."""
+
+    fallback: ClassVar[str]
+    """The import string of the runtime serving a model without a script."""
+    program_required: ClassVar[bool] = False
+    """True when only ``SAGEMAKER_PROGRAM`` selects the script (else ``inference.py`` may too)."""
+
+    _served_by: Runtime | None = None
+
+    def load(self) -> None:
+        if self.environment.get(PROGRAM_ENV) or (
+            not self.program_required and find_script(self.model_dir, self.environment)
+        ):
+            runtime_class: type[Runtime] = PythonRuntime
+        else:
+            runtime_class = load_runtime_class(self.fallback)
+        runtime = runtime_class(self.model_dir, self.environment, threads=self.threads)
+        runtime.load()
+        self._served_by = runtime
+        self.handles_payloads = runtime.handles_payloads
+
+    @property
+    def served_by(self) -> Runtime:
+        """The runtime serving the model, once loaded."""
+        if self._served_by is None:
+            raise ServingError(f"the {self.name} model is not loaded")
+        return self._served_by
+
+    def predict(self, inputs: Any) -> Any:
+        return self.served_by.predict(inputs)
+
+    def handle(self, payload: Payload) -> Reply:
+        return self.served_by.handle(payload)
+
+    def unload(self) -> None:
+        if self._served_by is not None:
+            self._served_by.unload()
+            self._served_by = None
+
+    def metadata(self) -> dict[str, Any]:
+        if self._served_by is None:
+            return super().metadata()
+        return self._served_by.metadata()
+
+
+class ScikitLearnContainer(SageMakerContainer):
+    """``sagemaker-scikit-learn``: the script, else the joblib/pickle file (``sklearn``)."""
+
+    name = "sagemaker-scikit-learn"
+    fallback = RUNTIMES["sklearn"]
+
+
+class PyTorchContainer(SageMakerContainer):
+    """``pytorch-inference``: the script, else a TorchScript ``model.pt``/``.pth`` (``torch``)."""
+
+    name = "pytorch-inference"
+    fallback = RUNTIMES["torch"]
+
+
+class XGBoostContainer(SageMakerContainer):
+    """``sagemaker-xgboost``: the script when ``SAGEMAKER_PROGRAM`` names one (the framework
+    container), else the built-in algorithm's ``xgboost-model`` and conventions."""
+
+    name = "sagemaker-xgboost"
+    fallback = "shipway.serving.runtimes.xgboost:XGBoostAlgorithmRuntime"
+    program_required = True
