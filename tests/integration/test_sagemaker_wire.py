@@ -242,3 +242,27 @@ def test_errors_arrive_as_botos_exceptions(
     )  # fmt: skip
     assert unknown_op.status_code == 400
     assert unknown_op.json()["__type"] == "UnknownOperationException"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"EndpointName": "bad_name"}, "'endpointName'"),
+        ({"EndpointName": "e" * 64}, "'endpointName'"),
+        ({"CustomAttributes": "a" * 1025}, "'customAttributes'"),
+        ({"TargetVariant": "v" * 64}, "'targetVariant'"),
+        ({"InferenceId": "i" * 65}, "'inferenceId'"),
+        ({"ContentType": "t/" + "x" * 1023}, "'contentType'"),
+        ({"Accept": "t/" + "x" * 1023}, "'accept'"),
+    ],
+)
+def test_a_bad_invocation_parameter_is_a_validation_error_naming_it(
+    runtime: Any, arguments: dict[str, Any], field: str
+) -> None:
+    call = {"EndpointName": "somewhere", "Body": b"[[1]]", **arguments}
+    with pytest.raises(runtime.exceptions.ValidationError) as refused:
+        runtime.invoke_endpoint(**call)
+    assert field in refused.value.response["Error"]["Message"]
+    with pytest.raises(runtime.exceptions.ValidationError) as streamed:
+        runtime.invoke_endpoint_with_response_stream(**call)
+    assert field in streamed.value.response["Error"]["Message"]

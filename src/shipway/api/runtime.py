@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -48,6 +49,19 @@ JSON = b"application/json"
 EVENT_STREAM = b"application/vnd.amazon.eventstream"
 MAX_PART = 1 << 20
 """Bytes in one PayloadPart at most (botocore refuses event payloads over 24 MiB)."""
+
+
+_ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+_HEADER_LIMITS = (
+    (b"content-type", "contentType", 1024),
+    (b"accept", "accept", 1024),
+    (b"x-amzn-sagemaker-accept", "accept", 1024),
+    (b"x-amzn-sagemaker-custom-attributes", "customAttributes", 1024),
+    (b"x-amzn-sagemaker-target-variant", "targetVariant", 63),
+    (b"x-amzn-sagemaker-inference-id", "inferenceId", 64),
+    (b"x-amzn-sagemaker-target-model", "targetModel", 1024),
+)
+"""Header, the member it carries, and its longest value (reference §3)."""
 
 
 def runtime_error(exc: Exception, account_id: str) -> tuple[int, str, dict[str, Any]]:
@@ -178,10 +192,24 @@ class RuntimeAPI:
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _check(self, name: str, headers: dict[bytes, bytes], operation: str) -> None:
+        """The limits boto3 leaves to the server: the endpoint name, header lengths, size."""
         if not name or "/" in name:
             raise ValidationError(
                 f"'{name}' is not an endpoint name; call /endpoints/{{EndpointName}}{operation}."
             )
+        if len(name) > 63 or not _ENDPOINT_NAME.match(name):
+            raise ValidationError(
+                f"1 validation error detected: Value '{name}' at 'endpointName' failed to satisfy "
+                f"constraint: Member must satisfy regular expression pattern: "
+                f"{_ENDPOINT_NAME.pattern} and have length less than or equal to 63"
+            )
+        for header, field, limit in _HEADER_LIMITS:
+            value = headers.get(header)
+            if value is not None and (len(value) > limit or not value.isascii()):
+                raise ValidationError(
+                    f"1 validation error detected: Value at '{field}' failed to satisfy "
+                    f"constraint: Member must be ASCII with length less than or equal to {limit}"
+                )
         length = headers.get(b"content-length")
         if length is not None and length.isdigit():
             self.router.check_size(int(length))
