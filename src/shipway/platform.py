@@ -82,7 +82,11 @@ class Platform:
         self.models = ModelService(self.store, self.artifacts, account, self.clock)
         self.endpoint_configs = EndpointConfigService(self.store, self.catalog, account, self.clock)
         self.endpoints = EndpointService(
-            self.store, account, self.clock, on_change=self.controller.wake
+            self.store,
+            account,
+            self.clock,
+            on_change=self.controller.wake,
+            max_instances=settings.max_instances,
         )
         self.tags = TagService(self.store, account)
         self.rest = create_rest_app(self)

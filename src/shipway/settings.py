@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     """JSON file of access keys (mode 0600 or stricter). When set, every request but
     ``GET /healthz`` must be SigV4-signed by one of them, or (REST API) carry the bearer token
     derived from one; when unset, authentication is off (the loopback quick start)."""
+    max_instances: int = 64
+    """Quota: the most instances all endpoints together may ask for (ResourceLimitExceeded)."""
     max_payload_bytes: int = 6 * MIB
     """Largest real-time invocation body (SageMaker: 6 MB)."""
     model_timeout_seconds: float = 60.0

@@ -266,3 +266,26 @@ def test_a_bad_invocation_parameter_is_a_validation_error_naming_it(
     with pytest.raises(runtime.exceptions.ValidationError) as streamed:
         runtime.invoke_endpoint_with_response_stream(**call)
     assert field in streamed.value.response["Error"]["Message"]
+
+
+def test_a_quota_is_resource_limit_exceeded(tmp_path: Path, trained: models.Trained) -> None:
+    small = start_server(tmp_path / "home", env={"SHIPWAY_MAX_INSTANCES": "2"})
+    try:
+        sagemaker = _client(small, "sagemaker")
+        sagemaker.create_model(
+            ModelName="q",
+            PrimaryContainer={"Image": "sklearn", "ModelDataUrl": str(trained.folder)},
+        )
+        sagemaker.create_endpoint_config(
+            EndpointConfigName="two",
+            ProductionVariants=[{"VariantName": "v", "ModelName": "q",
+                                 "InstanceType": "ml.t2.medium", "InitialInstanceCount": 2}],
+        )  # fmt: skip
+        sagemaker.create_endpoint(EndpointName="first", EndpointConfigName="two")
+        with pytest.raises(sagemaker.exceptions.ResourceLimitExceeded) as refused:
+            sagemaker.create_endpoint(EndpointName="second", EndpointConfigName="two")
+        assert "SHIPWAY_MAX_INSTANCES" in refused.value.response["Error"]["Message"]
+        names = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
+        assert names == ["first"]
+    finally:
+        small.stop()

@@ -20,7 +20,7 @@ from shipway.domain.endpoint import (
     ProductionVariantSummary,
     VariantState,
 )
-from shipway.domain.errors import InvalidState, NotFound, ValidationError
+from shipway.domain.errors import InvalidState, NotFound, ResourceLimitExceeded, ValidationError
 from shipway.domain.instance import Instance, InstanceStatus
 from shipway.domain.listing import ListEndpointsInput
 from shipway.domain.names import Account
@@ -38,7 +38,9 @@ class EndpointService:
         account: Account,
         clock: Clock,
         on_change: Callable[[str], None] = lambda _name: None,
+        max_instances: int | None = None,
     ) -> None:
+        self._max_instances = max_instances
         self._store = store
         self._account = account
         self._clock = clock
@@ -61,6 +63,7 @@ class EndpointService:
             model_name = variant.model_name or ""
             if self._store.models.get(model_name) is None:
                 raise NotFound("model", model_name, self._account.arn("model", model_name))
+        self._check_quota(sum(v.initial_instance_count or 0 for v in config.production_variants))
         now = self._clock.now()
         arn = self.arn(request.endpoint_name)
         endpoint = Endpoint(
@@ -84,6 +87,22 @@ class EndpointService:
         self._store.endpoints.add(endpoint, KIND, arn)
         self._on_change(endpoint.endpoint_name)
         return CreateEndpointOutput(endpoint_arn=arn)
+
+    def _check_quota(self, more: int) -> None:
+        if self._max_instances is None:
+            return
+        asked = sum(
+            v.desired_instance_count
+            for e in self._store.endpoints.all()
+            if e.endpoint_status is not EndpointStatus.DELETING
+            for v in e.variants
+        )
+        if asked + more > self._max_instances:
+            raise ResourceLimitExceeded(
+                f"The endpoints would need {asked + more} instances; this server allows "
+                f"{self._max_instances} (SHIPWAY_MAX_INSTANCES). Delete endpoints or raise the "
+                "limit."
+            )
 
     def get(self, name: str) -> Endpoint:
         endpoint = self._store.endpoints.get(name)
