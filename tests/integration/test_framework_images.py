@@ -8,10 +8,12 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pytest
 
 from tests.fixtures import models
+from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.server import ShipwayServer, start_server
 from tests.integration.deploy import deploy
 
@@ -187,3 +189,44 @@ def test_an_image_no_runtime_serves_is_a_validation_error(
         assert supported in error["message"]
     assert "pytorch-inference" in error["message"]
     assert missing.status_code == 404
+
+
+def test_the_builtin_xgboost_script_of_a_sagemaker_user_runs_unchanged(
+    server: ShipwayServer, tmp_path: Path, s3_bucket: S3Bucket
+) -> None:
+    """boto3 from end to end, the model in S3, as the classic SageMaker XGBoost notebook does."""
+    trained = models.train_xgboost(tmp_path / "model")
+    archive = models.pack(trained.folder, tmp_path / "model.tar.gz")
+    s3 = start_server(tmp_path / "home-s3", env=s3_bucket.env)
+    try:
+        session = boto3.Session(
+            aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
+        )
+        sm = session.client("sagemaker", endpoint_url=s3.url)
+        runtime = session.client("sagemaker-runtime", endpoint_url=s3.url)
+        sm.create_model(
+            ModelName="xgb-notebook",
+            PrimaryContainer={
+                "Image": XGBOOST_IMAGE,
+                "ModelDataUrl": s3_bucket.upload(archive, "xgboost/output/model.tar.gz"),
+            },
+            ExecutionRoleArn="arn:aws:iam::123456789012:role/SageMakerRole",
+        )
+        sm.create_endpoint_config(
+            EndpointConfigName="xgb-notebook",
+            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": "xgb-notebook",
+                                 "InstanceType": "ml.m5.xlarge", "InitialInstanceCount": 1}],
+        )  # fmt: skip
+        sm.create_endpoint(EndpointName="xgb-notebook", EndpointConfigName="xgb-notebook")
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName="xgb-notebook", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+        answer = runtime.invoke_endpoint(
+            EndpointName="xgb-notebook",
+            ContentType="text/csv",
+            Body=header_less_csv(trained.rows),
+        )
+        predictions = answer["Body"].read().decode().split(",")
+        np.testing.assert_allclose(np.array(predictions, dtype=float), trained.expected, rtol=1e-6)
+    finally:
+        s3.stop()
