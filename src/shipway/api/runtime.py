@@ -111,18 +111,7 @@ class RuntimeAPI:
         try:
             self._check(name, headers, INVOCATIONS)
             body = await self._read(receive)
-            target = headers.get(b"x-amzn-sagemaker-target-variant")
-            result = await self.router.invoke(
-                Invocation(
-                    endpoint_name=name,
-                    body=body,
-                    content_type=headers.get(b"content-type"),
-                    accept=headers.get(b"accept"),
-                    custom_attributes=headers.get(b"x-amzn-sagemaker-custom-attributes"),
-                    inference_id=headers.get(b"x-amzn-sagemaker-inference-id"),
-                    target_variant=target.decode("latin-1") if target else None,
-                )
-            )
+            result = await self.router.invoke(_invocation(name, headers, body, b"accept"))
         except Exception as exc:
             await self._error(send, exc, name)
             return
@@ -139,17 +128,9 @@ class RuntimeAPI:
         try:
             self._check(name, headers, STREAM)
             body = await self._read(receive)
-            target = headers.get(b"x-amzn-sagemaker-target-variant")
+            # the stream operation carries Accept in X-Amzn-SageMaker-Accept (reference §1.3)
             stream = await self.router.invoke_stream(
-                Invocation(
-                    endpoint_name=name,
-                    body=body,
-                    content_type=headers.get(b"content-type"),
-                    accept=headers.get(b"x-amzn-sagemaker-accept"),
-                    custom_attributes=headers.get(b"x-amzn-sagemaker-custom-attributes"),
-                    inference_id=headers.get(b"x-amzn-sagemaker-inference-id"),
-                    target_variant=target.decode("latin-1") if target else None,
-                )
+                _invocation(name, headers, body, b"x-amzn-sagemaker-accept")
             )
         except Exception as exc:
             await self._error(send, exc, name)
@@ -237,6 +218,22 @@ class RuntimeAPI:
             self.router.check_size(size)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _invocation(
+    name: str, headers: dict[bytes, bytes], body: bytes, accept_header: bytes
+) -> Invocation:
+    """An invocation from the runtime's request headers (reference §1.3)."""
+    target = headers.get(b"x-amzn-sagemaker-target-variant")
+    return Invocation(
+        endpoint_name=name,
+        body=body,
+        content_type=headers.get(b"content-type"),
+        accept=headers.get(accept_header),
+        custom_attributes=headers.get(b"x-amzn-sagemaker-custom-attributes"),
+        inference_id=headers.get(b"x-amzn-sagemaker-inference-id"),
+        target_variant=target.decode("latin-1") if target else None,
+    )
 
 
 async def _respond(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import httptools
 
@@ -268,6 +268,23 @@ def _expire(
         waiter.set_exception(UpstreamTimeout(f"no {what} from {address} within {timeout:g} s"))
 
 
+C = TypeVar("C", bound="_Reusable")
+
+
+class _Reusable(Protocol):
+    @property
+    def reusable(self) -> bool: ...
+
+
+def _reusable(idle: deque[C]) -> C | None:
+    """The most recently idle connection still fit for a request, dropping the rest."""
+    while idle:
+        connection = idle.pop()
+        if connection.reusable:
+            return connection
+    return None
+
+
 class Upstream:
     """A pool of kept-alive connections to one instance address."""
 
@@ -301,6 +318,17 @@ class Upstream:
         protocol.transport = transport  # uvloop may call connection_made only after this returns
         return protocol
 
+    def _message(
+        self, method: bytes, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> bytes:
+        """The request as it goes on the wire: head, headers, ``Content-Length`` body."""
+        head = [method, b" ", path, b" HTTP/1.1\r\nhost: ", self._host, b"\r\ncontent-length: ",
+                str(len(body)).encode(), b"\r\n"]  # fmt: skip
+        for name, value in headers:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"\r\n")
+        return b"".join(head) + body
+
     async def request(
         self,
         method: bytes,
@@ -309,24 +337,12 @@ class Upstream:
         body: bytes,
         timeout: float,
     ) -> UpstreamResponse:
-        connection = None
-        while self._idle:
-            candidate = self._idle.pop()
-            if candidate.reusable:
-                connection = candidate
-                break
-        if connection is None:
-            connection = await self._connect(_Connection)
-        head = [method, b" ", path, b" HTTP/1.1\r\nhost: ", self._host, b"\r\ncontent-length: ",
-                str(len(body)).encode(), b"\r\n"]  # fmt: skip
-        for name, value in headers:
-            head += [name, b": ", value, b"\r\n"]
-        head.append(b"\r\n")
+        connection = _reusable(self._idle) or await self._connect(_Connection)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[UpstreamResponse] = loop.create_future()
         # one timer a request (cheaper than asyncio.wait_for, which wraps the wait in a task)
         timer = loop.call_later(timeout, _expire, waiter, self.address, timeout)
-        connection.send(b"".join(head) + body, waiter)
+        connection.send(self._message(method, path, headers, body), waiter)
         try:
             response = await waiter
         except BaseException:
@@ -352,20 +368,8 @@ class Upstream:
 
         The body follows through the returned stream, which the caller must close.
         """
-        connection = None
-        while self._idle_streams:
-            candidate = self._idle_streams.pop()
-            if candidate.reusable:
-                connection = candidate
-                break
-        if connection is None:
-            connection = await self._connect(_StreamConnection)
-        head = [method, b" ", path, b" HTTP/1.1\r\nhost: ", self._host, b"\r\ncontent-length: ",
-                str(len(body)).encode(), b"\r\n"]  # fmt: skip
-        for name, value in headers:
-            head += [name, b": ", value, b"\r\n"]
-        head.append(b"\r\n")
-        connection.start(b"".join(head) + body)
+        connection = _reusable(self._idle_streams) or await self._connect(_StreamConnection)
+        connection.start(self._message(method, path, headers, body))
         try:
             await connection.head(timeout, self.address)
         except BaseException:
