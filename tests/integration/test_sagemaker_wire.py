@@ -289,3 +289,57 @@ def test_a_quota_is_resource_limit_exceeded(tmp_path: Path, trained: models.Trai
         assert names == ["first"]
     finally:
         small.stop()
+
+
+def test_update_weights_and_capacities_in_place(
+    sagemaker: Any, runtime: Any, trained: models.Trained
+) -> None:
+    spec = {"Image": "sklearn", "ModelDataUrl": str(trained.folder)}
+    sagemaker.create_model(ModelName="scaled", PrimaryContainer=spec)
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="scaled",
+        ProductionVariants=[
+            {"VariantName": name, "ModelName": "scaled", "InstanceType": "ml.t2.medium",
+             "InitialInstanceCount": 1, "InitialVariantWeight": 1.0}
+            for name in ("Blue", "Green")
+        ],
+    )  # fmt: skip
+    sagemaker.create_endpoint(EndpointName="scaled", EndpointConfigName="scaled")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="scaled", WaiterConfig=FAST)
+
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName="scaled",
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "Blue", "DesiredWeight": 0.0},
+            {"VariantName": "Green", "DesiredInstanceCount": 2},
+        ],
+    )
+    assert sagemaker.describe_endpoint(EndpointName="scaled")["EndpointStatus"] == "Updating"
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="scaled", WaiterConfig=FAST)
+    variants = {
+        v["VariantName"]: v
+        for v in sagemaker.describe_endpoint(EndpointName="scaled")["ProductionVariants"]
+    }
+    assert variants["Green"]["CurrentInstanceCount"] == 2
+    assert variants["Blue"]["DesiredWeight"] == 0.0
+    served = {
+        runtime.invoke_endpoint(
+            EndpointName="scaled", ContentType="application/json",
+            Body=json.dumps(trained.rows[:1].tolist()),
+        )["InvokedProductionVariant"]
+        for _ in range(40)
+    }  # fmt: skip
+    assert served == {"Green"}  # weight 0: Blue takes no traffic
+
+    with pytest.raises(botocore.exceptions.ClientError) as unknown:
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName="scaled",
+            DesiredWeightsAndCapacities=[{"VariantName": "Red", "DesiredWeight": 1.0}],
+        )
+    assert "Red" in unknown.value.response["Error"]["Message"]
+    with pytest.raises(botocore.exceptions.ClientError) as nothing_left:
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName="scaled",
+            DesiredWeightsAndCapacities=[{"VariantName": "Green", "DesiredWeight": 0.0}],
+        )
+    assert "weight above 0" in nothing_left.value.response["Error"]["Message"]

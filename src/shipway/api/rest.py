@@ -26,7 +26,9 @@ from shipway.domain.endpoint import (
     CreateEndpointInput,
     CreateEndpointOutput,
     DescribeEndpointOutput,
+    DesiredWeightAndCapacity,
     EndpointStatus,
+    UpdateEndpointWeightsAndCapacitiesInput,
 )
 from shipway.domain.endpoint_config import (
     CreateEndpointConfigInput,
@@ -208,6 +210,22 @@ def create_rest_app(platform: Platform) -> FastAPI:
     @app.get("/api/endpoints/{name}", tags=["endpoints"], response_model_exclude_none=True)
     def describe_endpoint(name: str) -> DescribeEndpointOutput:
         return services.endpoints.describe_endpoint(name)
+
+    @app.post(
+        "/api/endpoints/{name}/weights-and-capacities",
+        tags=["endpoints"],
+        response_model_exclude_none=True,
+    )
+    def update_weights_and_capacities(
+        name: str, changes: list[DesiredWeightAndCapacity]
+    ) -> CreateEndpointOutput:
+        """Change variants' weights and instance counts in place (the endpoint is Updating
+        until every variant has its new count)."""
+        request = parse(
+            UpdateEndpointWeightsAndCapacitiesInput,
+            {"EndpointName": name, "DesiredWeightsAndCapacities": [dump(c) for c in changes]},
+        )
+        return services.endpoints.update_endpoint_weights_and_capacities(request)
 
     @app.get("/api/endpoints/{name}/instances", tags=["endpoints"])
     def list_instances(name: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from shipway.domain.endpoint import CreateEndpointInput
+from shipway.domain.endpoint import CreateEndpointInput, UpdateEndpointWeightsAndCapacitiesInput
 from shipway.domain.endpoint_config import CreateEndpointConfigInput
 from shipway.domain.errors import (
     ResourceInUse,
@@ -156,6 +156,11 @@ def _operations() -> dict[str, Operation]:
     @op("ListEndpoints")
     def _(p: Platform, body: Document) -> Document:
         return _page("Endpoints", *p.endpoints.list_endpoints(parse(ListEndpointsInput, body)))
+
+    @op("UpdateEndpointWeightsAndCapacities")
+    def _(p: Platform, body: Document) -> Document:
+        request = parse(UpdateEndpointWeightsAndCapacitiesInput, body)
+        return _out(p.endpoints.update_endpoint_weights_and_capacities(request))
 
     @op("DeleteEndpoint")
     def _(p: Platform, body: Document) -> Document:

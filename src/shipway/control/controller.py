@@ -321,6 +321,7 @@ class Controller:
             )[: len(live) - desired]
             for tracked in extra:
                 await self._stop(tracked, self._settings.instance_stop_timeout_seconds)
+            live = [t for t in live if t not in extra]
         in_service = sum(1 for t in live if t.instance.status is InstanceStatus.IN_SERVICE)
         return VariantObservation(variant.variant_name, desired, in_service, failure)
 

@@ -3,6 +3,8 @@
     Creating ──all variants have their instances in service──► InService
         │
         └──a model fails to load, or its artifact cannot be fetched──► Failed
+    InService ──UpdateEndpointWeightsAndCapacities──► Updating ──every variant at exactly its
+        new count──► InService   (a replacement that fails to start is retried, with backoff)
     InService / Failed ──DeleteEndpoint──► Deleting ──instances stopped──► (gone)
 
 The controller observes each variant and asks :func:`next_status` what the endpoint's status is
@@ -39,4 +41,6 @@ def next_status(
             return EndpointStatus.FAILED, "; ".join(failures)[:MAX_REASON]
         if all(v.in_service >= v.desired for v in variants):
             return EndpointStatus.IN_SERVICE, None
+    if status is EndpointStatus.UPDATING and all(v.in_service == v.desired for v in variants):
+        return EndpointStatus.IN_SERVICE, None
     return status, None

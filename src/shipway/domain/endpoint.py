@@ -18,10 +18,12 @@ __all__ = [
     "CreateEndpointOutput",
     "DeployedImage",
     "DescribeEndpointOutput",
+    "DesiredWeightAndCapacity",
     "Endpoint",
     "EndpointStatus",
     "EndpointSummary",
     "ProductionVariantSummary",
+    "UpdateEndpointWeightsAndCapacitiesInput",
     "VariantState",
 ]
 
@@ -117,3 +119,17 @@ class DescribeEndpointOutput(Shape):
     last_deployment_config: dict[str, Any] | None = None
     async_inference_config: dict[str, Any] | None = None
     pending_deployment_summary: dict[str, Any] | None = None
+
+
+class DesiredWeightAndCapacity(Shape):
+    variant_name: EntityName
+    desired_weight: Annotated[float, Field(ge=0)] | None = None
+    desired_instance_count: Annotated[int, Field(ge=0)] | None = None
+    serverless_update_config: dict[str, Any] | None = None
+
+
+class UpdateEndpointWeightsAndCapacitiesInput(Shape):
+    endpoint_name: EntityName
+    desired_weights_and_capacities: Annotated[
+        list[DesiredWeightAndCapacity], Field(min_length=1, max_length=10)
+    ]

@@ -7,6 +7,7 @@ controller, which starts and stops instances and moves the status on.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from shipway.domain.clock import Clock
 from shipway.domain.endpoint import (
@@ -18,6 +19,7 @@ from shipway.domain.endpoint import (
     EndpointStatus,
     EndpointSummary,
     ProductionVariantSummary,
+    UpdateEndpointWeightsAndCapacitiesInput,
     VariantState,
 )
 from shipway.domain.errors import InvalidState, NotFound, ResourceLimitExceeded, ValidationError
@@ -87,6 +89,71 @@ class EndpointService:
         self._store.endpoints.add(endpoint, KIND, arn)
         self._on_change(endpoint.endpoint_name)
         return CreateEndpointOutput(endpoint_arn=arn)
+
+    def update_endpoint_weights_and_capacities(
+        self, request: UpdateEndpointWeightsAndCapacitiesInput
+    ) -> CreateEndpointOutput:
+        """Change variants' weights and instance counts in place (SageMaker §5.5).
+
+        The endpoint is ``Updating`` until the controller has every variant at its new count;
+        new weights route at once. Variants not named keep what they have.
+        """
+        endpoint = self.get(request.endpoint_name)
+        if endpoint.endpoint_status is not EndpointStatus.IN_SERVICE:
+            raise InvalidState(
+                f'Cannot update endpoint "{endpoint.endpoint_arn}" while it is '
+                f"{endpoint.endpoint_status.value}; it must be InService."
+            )
+        changes = {c.variant_name: c for c in request.desired_weights_and_capacities}
+        known = {v.variant_name for v in endpoint.variants}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValidationError(
+                f"Endpoint {endpoint.endpoint_name} has no variant {', '.join(unknown)}; its "
+                f"variants are {', '.join(sorted(known))}."
+            )
+        if any(c.serverless_update_config is not None for c in changes.values()):
+            raise ValidationError("ServerlessUpdateConfig is not supported yet.")
+        variants = [
+            v.model_copy(
+                update={
+                    "desired_weight": _given(
+                        changes, v.variant_name, "desired_weight", v.desired_weight
+                    ),
+                    "desired_instance_count": _given(
+                        changes, v.variant_name, "desired_instance_count", v.desired_instance_count
+                    ),
+                }
+            )
+            for v in endpoint.variants
+        ]
+        if not any(v.desired_weight > 0 and v.desired_instance_count > 0 for v in variants):
+            raise ValidationError(
+                "At least one variant must keep a weight above 0 and at least one instance."
+            )
+        growth = sum(v.desired_instance_count for v in variants) - sum(
+            v.desired_instance_count for v in endpoint.variants
+        )
+        self._check_quota(max(0, growth))
+        now = self._clock.now()
+
+        def updating(current: Endpoint) -> Endpoint:
+            if current.endpoint_status is not EndpointStatus.IN_SERVICE:
+                raise InvalidState(
+                    f'Cannot update endpoint "{current.endpoint_arn}" while it is '
+                    f"{current.endpoint_status.value}; it must be InService."
+                )
+            return current.model_copy(
+                update={
+                    "variants": variants,
+                    "endpoint_status": EndpointStatus.UPDATING,
+                    "last_modified_time": now,
+                }
+            )
+
+        self._store.endpoints.update(endpoint.endpoint_name, updating)
+        self._on_change(endpoint.endpoint_name)
+        return CreateEndpointOutput(endpoint_arn=endpoint.endpoint_arn)
 
     def _check_quota(self, more: int) -> None:
         if self._max_instances is None:
@@ -194,3 +261,10 @@ class EndpointService:
         if self._store.endpoints.update(endpoint.endpoint_name, deleting) is None:
             raise NotFound(KIND, name, self.arn(name))
         self._on_change(endpoint.endpoint_name)
+
+
+def _given(changes: dict[str, Any], variant: str, field: str, current: Any) -> Any:
+    """The new value of a variant's field if the request gives one, else the current one."""
+    change = changes.get(variant)
+    value = getattr(change, field, None) if change is not None else None
+    return current if value is None else value

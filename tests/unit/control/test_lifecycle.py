@@ -79,7 +79,6 @@ def test_in_service_is_unaffected_by_a_variant_failure() -> None:
         EndpointStatus.IN_SERVICE,
         EndpointStatus.FAILED,
         EndpointStatus.DELETING,
-        EndpointStatus.UPDATING,
         EndpointStatus.OUT_OF_SERVICE,
     ],
 )
@@ -104,3 +103,12 @@ def test_next_status_does_not_change_its_input() -> None:
     next_status(EndpointStatus.CREATING, variants)
 
     assert variants == before
+
+
+def test_updating_is_in_service_once_every_variant_has_exactly_its_count() -> None:
+    growing = [VariantObservation("a", desired=2, in_service=1)]
+    assert next_status(EndpointStatus.UPDATING, growing) == (EndpointStatus.UPDATING, None)
+    shrinking = [VariantObservation("a", desired=1, in_service=2)]
+    assert next_status(EndpointStatus.UPDATING, shrinking) == (EndpointStatus.UPDATING, None)
+    done = [VariantObservation("a", 2, 2), VariantObservation("b", 0, 0)]
+    assert next_status(EndpointStatus.UPDATING, done) == (EndpointStatus.IN_SERVICE, None)
