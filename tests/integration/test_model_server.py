@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 import tritonclient.http as triton
 
 from tests.fixtures import models
-from tests.fixtures.server import free_port
+from tests.fixtures.server import free_port, run_model_server
 
 
 @pytest.fixture(scope="module")
@@ -26,24 +24,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> models.Trained:
 
 @pytest.fixture(scope="module")
 def model_server(trained: models.Trained) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shipway.serving", "--runtime", "sklearn",
-         "--model-dir", str(trained.folder), "--model-name", "cancer", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{url}/ping", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    yield url
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
+    """The model server alone, as ``host:port`` (tritonclient's form)."""
+    with run_model_server(
+        "--runtime", "sklearn", "--model-dir", str(trained.folder), "--model-name", "cancer"
+    ) as url:
+        yield url.removeprefix("http://")
 
 
 def test_container_contract(model_server: str, trained: models.Trained) -> None:

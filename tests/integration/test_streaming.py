@@ -7,9 +7,6 @@ router relays them as they arrive, and the runtime API sends each as a ``Payload
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -24,7 +21,7 @@ import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from tests.fixtures import models
-from tests.fixtures.server import ShipwayServer, free_port, start_server
+from tests.fixtures.server import ShipwayServer, run_model_server, start_server
 from tests.integration.deploy import deploy
 
 TOKENS_PY = textwrap.dedent(
@@ -286,24 +283,8 @@ def test_a_stall_longer_than_the_model_timeout(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tokens_model(tmp_path_factory.mktemp("ms-stream") / "model")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shipway.serving", "--runtime", "python",
-         "--model-dir", str(folder), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    yield url
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
+    with run_model_server("--runtime", "python", "--model-dir", str(folder)) as url:
+        yield url
 
 
 def test_the_model_server_streams_chunks_and_keeps_answering_pings(model_server: str) -> None:
