@@ -142,7 +142,7 @@ def serve(
         )
     platform = Platform(settings)
     config = uvicorn.Config(
-        AuthMiddleware(platform, keys),
+        platform if keys is None else AuthMiddleware(platform, keys),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
