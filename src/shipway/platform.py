@@ -11,23 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from typing import Any
 
 import uvicorn
 
 from shipway.api.auth import AuthMiddleware, load_access_keys
+from shipway.api.cloudwatch import CloudWatchAPI
 from shipway.api.rest import create_rest_app
 from shipway.api.runtime import RuntimeAPI
 from shipway.api.sagemaker import SageMakerAPI
 from shipway.compute.backend import ComputeBackend
 from shipway.compute.local import LocalBackend
 from shipway.control.controller import Controller
+from shipway.domain.alarm import AlarmState
 from shipway.domain.clock import Clock, SystemClock
 from shipway.domain.instance_types import InstanceTypeCatalog
 from shipway.monitor.metrics import MetricsStore
 from shipway.router.router import Router
 from shipway.service import EndpointConfigService, EndpointService, ModelService
+from shipway.service.alarms import AlarmEvaluator, AlarmService
+from shipway.service.metrics import MetricService
 from shipway.service.tags import TagService
 from shipway.settings import Settings
 from shipway.store.artifacts import ArtifactStore
@@ -60,6 +64,17 @@ class Platform:
             settings.artifact_cache, s3_endpoint_url=settings.s3_endpoint_url
         )
         self.metrics = MetricsStore()
+        self.alarms = AlarmService(
+            self.store,
+            self.metrics,
+            self.clock,
+            account,
+            on_change=lambda name, state: self.controller.wake(),
+        )
+        self.alarm_evaluator = AlarmEvaluator(
+            self.alarms, settings.alarm_evaluation_interval_seconds
+        )
+        self.metric_data = MetricService(self.metrics, self.clock)
         self.router = Router(
             self.metrics,
             account_id=settings.account_id,
@@ -67,6 +82,8 @@ class Platform:
             model_timeout_seconds=settings.model_timeout_seconds,
             on_instance_down=lambda instance_id: self.controller.instance_down(instance_id),
             statuses=lambda name: self.controller.statuses.get(name),
+            clock=self.clock,
+            max_shadow_in_flight=settings.max_shadow_in_flight,
         )
         self.backend = backend or LocalBackend(settings.log_dir)
         self.controller = Controller(
@@ -78,6 +95,7 @@ class Platform:
             clock=self.clock,
             publish=self.router.apply,
             mark_up=self.router.table.mark_up,
+            firing=self._firing,
         )
         self.models = ModelService(self.store, self.artifacts, account, self.clock)
         self.endpoint_configs = EndpointConfigService(self.store, self.catalog, account, self.clock)
@@ -87,16 +105,26 @@ class Platform:
             self.clock,
             on_change=self.controller.wake,
             max_instances=settings.max_instances,
+            alarms=self.alarms,
         )
         self.tags = TagService(self.store, account)
         self.rest = create_rest_app(self)
         self.runtime_api = RuntimeAPI(self.router)
         self.sagemaker_api = SageMakerAPI(self)
+        self.cloudwatch_api = CloudWatchAPI(self)
+
+    def _firing(self, names: Sequence[str]) -> list[str]:
+        """Which of these alarms are in ALARM now (a deployment's rollback alarms)."""
+        states = self.alarms.states(names)
+        return [name for name in names if states.get(name) is AlarmState.ALARM]
 
     async def start(self) -> None:
         await self.controller.start()
+        await self.alarm_evaluator.start()
 
     async def stop(self) -> None:
+        await self.router.drain_shadows(timeout=5.0)  # copies to shadows, while instances live
+        await self.alarm_evaluator.close()
         await self.controller.close()
         self.router.table.close()
         self.store.close()
@@ -105,6 +133,8 @@ class Platform:
         kind = scope["type"]
         if kind == "http" and RuntimeAPI.handles(scope):
             await self.runtime_api(scope, receive, send)
+        elif kind == "http" and CloudWatchAPI.handles(scope):
+            await self.cloudwatch_api(scope, receive, send)
         elif kind == "http" and SageMakerAPI.handles(scope):
             await self.sagemaker_api(scope, receive, send)
         elif kind == "lifespan":

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     """Largest real-time invocation body (SageMaker: 6 MB)."""
     model_timeout_seconds: float = 60.0
     """How long the router waits for a model's answer (SageMaker: 60 s)."""
+    max_shadow_in_flight: int = Field(default=64, ge=1)
+    """Copies of requests under way to an endpoint's shadow variant at most; beyond it a sampled
+    request is not mirrored (the shadow report counts it as skipped)."""
 
     instance_startup_timeout_seconds: float = 480.0
     """Deadline for an instance's first healthy /ping (SageMaker's default: 8 minutes)."""
@@ -51,6 +54,8 @@ class Settings(BaseSettings):
     health_check_failures: int = 3
     """Consecutive failed pings after which an instance is replaced."""
     reconcile_interval_seconds: float = 0.5
+    alarm_evaluation_interval_seconds: float = 1.0
+    """How often every alarm is evaluated against the metrics (CloudWatch: every period)."""
 
     max_batch_size: int = 64
     """Adaptive batching: most requests merged into one predict call."""

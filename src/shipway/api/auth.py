@@ -51,10 +51,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
+import cbor2
 import orjson
 from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
 from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 
+from shipway.api import awsquery
 from shipway.domain.errors import ShipwayError
 
 __all__ = [
@@ -272,12 +274,15 @@ class AuthMiddleware:
             return
         authorization: list[bytes] = []
         amz_target = False
+        form = False
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization.append(value)
             elif name == b"x-amz-target":
                 amz_target = True
-        wire = _JSON if amz_target else _RUNTIME if path.startswith("/endpoints/") else _REST
+            elif name == b"content-type":
+                form = value.startswith(b"application/x-www-form-urlencoded")
+        wire = _wire(path, amz_target, form)
         try:
             if not authorization:
                 raise AuthError(MISSING, "Missing Authentication Token")
@@ -285,7 +290,7 @@ class AuthMiddleware:
                 raise AuthError(INCOMPLETE, "The request has more than one Authorization header.")
             value = authorization[0].decode("latin-1")
             if value[:7].lower() == "bearer ":
-                if wire == _JSON:
+                if wire in _SIGV4_ONLY:
                     raise AuthError(
                         INCOMPLETE,
                         "This API takes AWS Signature Version 4 (AWS4-HMAC-SHA256) only; "
@@ -528,6 +533,19 @@ def _entry(path: Path, index: int, entry: object) -> AccessKey:
 # --- ASGI plumbing ---------------------------------------------------------------------------
 
 _JSON, _RUNTIME, _REST = "json", "runtime", "rest"
+_CBOR, _QUERY = "cbor", "query"  # CloudWatch's Smithy RPC v2 CBOR and awsquery wires
+_SIGV4_ONLY = frozenset({_JSON, _CBOR, _QUERY})
+
+
+def _wire(path: str, amz_target: bool, form: bool) -> str:
+    """The wire format a request came in, so a denial answers in it."""
+    if amz_target:
+        return _JSON
+    if path.startswith("/service/"):
+        return _CBOR
+    if path == "/" and form:
+        return _QUERY
+    return _RUNTIME if path.startswith("/endpoints/") else _REST
 
 
 class _Disconnected(Exception):
@@ -572,9 +590,17 @@ async def _deny(kind: str, wire: str, exc: AuthError, send: Send) -> None:
         await send({"type": "websocket.close", "code": 1008, "reason": exc.code})
         return
     extra: list[tuple[bytes, bytes]] = []
+    body: bytes | None = None
     if wire == _JSON:
         content_type = b"application/x-amz-json-1.1"
         document = {"__type": exc.code, "message": exc.message}
+    elif wire == _CBOR:
+        content_type = b"application/cbor"
+        body = bytes(cbor2.dumps({"__type": exc.code, "message": exc.message}))
+        extra.append((b"smithy-protocol", b"rpc-v2-cbor"))
+    elif wire == _QUERY:
+        content_type = b"text/xml"
+        body = awsquery.encode_error("Sender", exc.code, exc.message, "")
     elif wire == _RUNTIME:
         content_type = b"application/json"
         document = {"message": exc.message}
@@ -582,7 +608,8 @@ async def _deny(kind: str, wire: str, exc: AuthError, send: Send) -> None:
     else:
         content_type = b"application/json"
         document = {"code": exc.code, "message": exc.message}
-    body = orjson.dumps(document)
+    if body is None:
+        body = orjson.dumps(document)
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),

@@ -1,6 +1,7 @@
 """Shipway's own REST API (FastAPI; OpenAPI at ``/docs``).
 
-Resources under ``/api``: models, endpoint configurations, endpoints, instance types and metrics.
+Resources under ``/api``: models, endpoint configurations, endpoints, instance types, metrics and
+alarms.
 Bodies use the same shapes as the SageMaker API, with its PascalCase member names. Invocations go
 to ``POST /endpoints/{name}/invocations``, the same path boto3's runtime client uses.
 
@@ -22,6 +23,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shipway import __version__
 from shipway.api.runtime import runtime_error
+from shipway.domain.alarm import (
+    AlarmState,
+    DescribeAlarmHistoryInput,
+    DescribeAlarmsInput,
+    HistoryItemType,
+    MetricAlarm,
+    PutMetricAlarmInput,
+    SetAlarmStateInput,
+)
+from shipway.domain.deployment import UpdateEndpointInput
 from shipway.domain.endpoint import (
     CreateEndpointInput,
     CreateEndpointOutput,
@@ -49,6 +60,7 @@ from shipway.domain.errors import (
 from shipway.domain.listing import ListEndpointsInput, ListInput, SortBy, SortOrder
 from shipway.domain.model import CreateModelInput, CreateModelOutput, Model
 from shipway.domain.shape import describe_errors, dump, parse
+from shipway.monitor.shadow_report import ShadowReport, ShadowReportNotFound
 from shipway.router.router import Invocation
 
 if TYPE_CHECKING:
@@ -227,9 +239,45 @@ def create_rest_app(platform: Platform) -> FastAPI:
         )
         return services.endpoints.update_endpoint_weights_and_capacities(request)
 
+    @app.put("/api/endpoints/{name}", tags=["endpoints"], response_model_exclude_none=True)
+    def update_endpoint(name: str, body: dict[str, Any]) -> CreateEndpointOutput:
+        """Deploy a new endpoint configuration (UpdateEndpoint): blue/green with all-at-once,
+        canary or linear traffic shifting, or rolling, with alarms that roll it back. The body
+        is UpdateEndpoint's, without EndpointName."""
+        request = parse(UpdateEndpointInput, {**body, "EndpointName": name})
+        return services.endpoints.update_endpoint(request)
+
+    @app.get("/api/endpoints/{name}/deployment", tags=["endpoints"])
+    def deployment(name: str) -> dict[str, Any]:
+        """The deployment in progress, step by step, with its alarms' states (404 when none)."""
+        endpoint = services.endpoints.get(name)
+        if endpoint.deployment is None:
+            raise NotFound("deployment of endpoint", name, endpoint.endpoint_arn)
+        return services.endpoints.deployment_view(endpoint)
+
+    @app.get(
+        "/api/endpoints/{name}/shadow-report",
+        tags=["endpoints"],
+        responses={404: {"description": "The endpoint is not in service with a shadow variant"}},
+    )
+    async def shadow_report(
+        name: str,
+        tolerance: Annotated[
+            float, Query(ge=0, description="Outputs within this absolute difference agree")
+        ] = 0.0,
+    ) -> ShadowReport:
+        """How the shadow variant's answers compare with production's: counts, agreement,
+        latency percentiles and recent disagreements. (On the event loop, where the router
+        updates the report.)"""
+        report = services.router.shadow_report(name, tolerance)
+        if report is None:
+            raise ShadowReportNotFound(name)
+        return report
+
     @app.get("/api/endpoints/{name}/instances", tags=["endpoints"])
     def list_instances(name: str) -> dict[str, Any]:
-        """The endpoint's instances: id, variant, status, process id and address."""
+        """The endpoint's instances: id, variant, generation (which deployment's fleet),
+        status, process id and address."""
         return {
             "Instances": [
                 {
@@ -237,6 +285,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
                     "VariantName": i.variant_name,
                     "InstanceType": i.instance_type,
                     "ModelName": i.model_name,
+                    "Generation": i.generation,
                     "Status": i.status.value,
                     "Address": i.address,
                     "Pid": i.pid,
@@ -336,6 +385,74 @@ def create_rest_app(platform: Platform) -> FastAPI:
                 for s in found
             ]
         }
+
+    # --- alarms ----------------------------------------------------------------------------------
+
+    @app.get("/api/alarms", tags=["alarms"], summary="List alarms (like DescribeAlarms)")
+    def list_alarms(
+        prefix: Annotated[str | None, Query(description="Only names starting with this")] = None,
+        state: AlarmState | None = None,
+        max_results: Annotated[int, Query(ge=1, le=100)] = 50,
+        next_token: str | None = None,
+    ) -> dict[str, Any]:
+        request = parse(
+            DescribeAlarmsInput,
+            {
+                "AlarmNamePrefix": prefix,
+                "StateValue": state,
+                "MaxRecords": max_results,
+                "NextToken": next_token,
+            },
+        )
+        return dump(services.alarms.describe_alarms(request))
+
+    @app.post("/api/alarms", tags=["alarms"], response_model_exclude_none=True)
+    def put_alarm(request: PutMetricAlarmInput) -> MetricAlarm:
+        """Create an alarm, or replace the definition of the one of that name (PutMetricAlarm);
+        a replaced alarm keeps its state."""
+        return services.alarms.put_metric_alarm(request)
+
+    @app.get("/api/alarms/{name}", tags=["alarms"], response_model_exclude_none=True)
+    def describe_alarm(name: str) -> MetricAlarm:
+        return services.alarms.describe_alarm(name)
+
+    @app.delete("/api/alarms/{name}", tags=["alarms"], status_code=204)
+    def delete_alarm(name: str) -> Response:
+        services.alarms.delete_alarms([name])
+        return Response(status_code=204)
+
+    @app.put("/api/alarms/{name}/state", tags=["alarms"], response_model_exclude_none=True)
+    def set_alarm_state(name: str, body: dict[str, Any]) -> MetricAlarm:
+        """Set the state by hand (SetAlarmState: StateValue, StateReason, StateReasonData);
+        the next evaluation sets the state the metric says again."""
+        request = parse(SetAlarmStateInput, {**body, "AlarmName": name})
+        return services.alarms.set_alarm_state(request)
+
+    @app.get("/api/alarms/{name}/history", tags=["alarms"])
+    def alarm_history(
+        name: str,
+        item_type: HistoryItemType | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        max_results: Annotated[int, Query(ge=1, le=100)] = 100,
+        next_token: str | None = None,
+        oldest_first: bool = False,
+    ) -> dict[str, Any]:
+        """The alarm's configuration and state changes, newest first (DescribeAlarmHistory)."""
+        services.alarms.describe_alarm(name)
+        request = parse(
+            DescribeAlarmHistoryInput,
+            {
+                "AlarmName": name,
+                "HistoryItemType": item_type,
+                "StartDate": start,
+                "EndDate": end,
+                "MaxRecords": max_results,
+                "NextToken": next_token,
+                "ScanBy": "TimestampAscending" if oldest_first else "TimestampDescending",
+            },
+        )
+        return dump(services.alarms.describe_alarm_history(request))
 
     registry = CollectorRegistry(auto_describe=True)
     registry.register(services.metrics.collector())

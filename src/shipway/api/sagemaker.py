@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from shipway.domain.deployment import UpdateEndpointInput
 from shipway.domain.endpoint import CreateEndpointInput, UpdateEndpointWeightsAndCapacitiesInput
 from shipway.domain.endpoint_config import CreateEndpointConfigInput
 from shipway.domain.errors import (
@@ -156,6 +157,10 @@ def _operations() -> dict[str, Operation]:
     @op("ListEndpoints")
     def _(p: Platform, body: Document) -> Document:
         return _page("Endpoints", *p.endpoints.list_endpoints(parse(ListEndpointsInput, body)))
+
+    @op("UpdateEndpoint")
+    def _(p: Platform, body: Document) -> Document:
+        return _out(p.endpoints.update_endpoint(parse(UpdateEndpointInput, body)))
 
     @op("UpdateEndpointWeightsAndCapacities")
     def _(p: Platform, body: Document) -> Document:

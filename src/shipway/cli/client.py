@@ -23,6 +23,14 @@ from urllib.parse import quote
 import httpx
 import pydantic
 
+from shipway.domain.alarm import (
+    AlarmHistoryItem,
+    AlarmState,
+    HistoryItemType,
+    MetricAlarm,
+    PutMetricAlarmInput,
+)
+from shipway.domain.deployment import UpdateEndpointInput
 from shipway.domain.endpoint import (
     CreateEndpointInput,
     DescribeEndpointOutput,
@@ -38,6 +46,7 @@ from shipway.domain.instance_types import InstanceType
 from shipway.domain.listing import SortBy, SortOrder
 from shipway.domain.model import CreateModelInput, Model, ModelSummary
 from shipway.domain.shape import Shape, dump
+from shipway.monitor.shadow_report import ShadowReport
 
 __all__ = [
     "DEFAULT_URL",
@@ -260,6 +269,21 @@ class ShipwayClient:
         """Start deleting an endpoint (status Deleting, then gone)."""
         self._request("DELETE", f"/api/endpoints/{_name(name)}")
 
+    def update_endpoint(self, request: UpdateEndpointInput) -> str:
+        """Start deploying a new configuration to an endpoint (status Updating)."""
+        body = {k: v for k, v in dump(request).items() if k != "EndpointName"}
+        answer = self._document("PUT", f"/api/endpoints/{_name(request.endpoint_name)}", json=body)
+        return str(answer.get("EndpointArn"))
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        """The deployment in progress on an endpoint (the live view's data), or None."""
+        try:
+            return self._document("GET", f"/api/endpoints/{_name(name)}/deployment")
+        except ApiError as exc:
+            if exc.status == 404 and exc.message.startswith("Could not find deployment"):
+                return None
+            raise
+
     def wait_for_endpoint(
         self,
         name: str,
@@ -311,6 +335,67 @@ class ShipwayClient:
             if time.monotonic() >= deadline:
                 raise WaitTimeout(name, endpoint.endpoint_status.value, timeout)
             time.sleep(poll)
+
+    def shadow_report(self, name: str, *, tolerance: float = 0.0) -> ShadowReport:
+        """How the endpoint's shadow variant compares with production; outputs within
+        ``tolerance`` of each other agree. ApiError ResourceNotFound when it has no shadow."""
+        answer = self._document(
+            "GET",
+            f"/api/endpoints/{_name(name)}/shadow-report",
+            params={"tolerance": repr(float(tolerance))},
+        )
+        return _shape(ShadowReport, answer)
+
+    # --- alarms -------------------------------------------------------------------------------
+
+    def put_alarm(self, request: PutMetricAlarmInput) -> MetricAlarm:
+        """Create or replace an alarm (PutMetricAlarm); returns it as stored."""
+        return _shape(MetricAlarm, self._document("POST", "/api/alarms", json=dump(request)))
+
+    def describe_alarm(self, name: str) -> MetricAlarm:
+        return _shape(MetricAlarm, self._document("GET", f"/api/alarms/{_name(name)}"))
+
+    def list_alarms(
+        self,
+        *,
+        prefix: str | None = None,
+        state: AlarmState | None = None,
+        max_results: int | None = None,
+    ) -> list[MetricAlarm]:
+        """Alarms by name, following pages until ``max_results`` (or all of them)."""
+        params = {}
+        if prefix is not None:
+            params["prefix"] = prefix
+        if state is not None:
+            params["state"] = AlarmState(state).value
+        items = self._list("/api/alarms", "MetricAlarms", params, max_results)
+        return [_shape(MetricAlarm, item) for item in items]
+
+    def delete_alarm(self, name: str) -> None:
+        self._request("DELETE", f"/api/alarms/{_name(name)}")
+
+    def set_alarm_state(
+        self, name: str, state: AlarmState, reason: str, reason_data: str | None = None
+    ) -> MetricAlarm:
+        """Set an alarm's state by hand until its next evaluation (SetAlarmState)."""
+        body = {"StateValue": AlarmState(state).value, "StateReason": reason}
+        if reason_data is not None:
+            body["StateReasonData"] = reason_data
+        answer = self._document("PUT", f"/api/alarms/{_name(name)}/state", json=body)
+        return _shape(MetricAlarm, answer)
+
+    def alarm_history(
+        self,
+        name: str,
+        *,
+        item_type: HistoryItemType | None = None,
+        max_results: int | None = None,
+    ) -> list[AlarmHistoryItem]:
+        """The alarm's history, newest first."""
+        params = {} if item_type is None else {"item_type": HistoryItemType(item_type).value}
+        path = f"/api/alarms/{_name(name)}/history"
+        items = self._list(path, "AlarmHistoryItems", params, max_results)
+        return [_shape(AlarmHistoryItem, item) for item in items]
 
     # --- invocations and the catalog ----------------------------------------------------------
 

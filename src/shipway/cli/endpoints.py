@@ -1,14 +1,17 @@
-"""``shipway endpoints``: create (and wait for), describe, list and delete endpoints."""
+"""``shipway endpoints``: create (and wait for), describe, list, update (deploy a new
+configuration, with a live view of the deployment) and delete endpoints."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from shipway.cli.client import ShipwayClient
+from shipway.cli.progress import follow, outcome
 from shipway.cli.render import (
     AsJson,
     MaxResults,
@@ -21,6 +24,7 @@ from shipway.cli.render import (
     progress,
     timestamp,
 )
+from shipway.domain.deployment import UpdateEndpointInput, VariantProperty
 from shipway.domain.endpoint import (
     CreateEndpointInput,
     DescribeEndpointOutput,
@@ -29,8 +33,18 @@ from shipway.domain.endpoint import (
 )
 from shipway.domain.listing import SortBy, SortOrder
 from shipway.domain.shape import parse
+from shipway.monitor.shadow_report import ShadowPairReport, ShadowReport
 
-__all__ = ["app", "create", "delete", "describe", "list_", "status_text"]
+__all__ = [
+    "app",
+    "create",
+    "delete",
+    "describe",
+    "list_",
+    "shadow_report",
+    "status_text",
+    "update",
+]
 
 app = typer.Typer(help="Create, describe, list and delete endpoints.", no_args_is_help=True)
 
@@ -85,6 +99,146 @@ def create(
             ),
         )
     console.print(f"Endpoint [bold]{escape(name)}[/] is {status_text(endpoint.endpoint_status)}")
+
+
+Size = Annotated[
+    str | None,
+    typer.Option(
+        help="A share of capacity (10%) or a number of instances (2).", show_default=False
+    ),
+]
+Duration = Annotated[str | None, typer.Option(help="Seconds, or 90s, 5m, 1h.", show_default=False)]
+
+
+@app.command()
+def update(
+    ctx: typer.Context,
+    name: Name,
+    config: Annotated[
+        str, typer.Option(help="The new endpoint configuration.", show_default=False)
+    ],
+    canary: Size = None,
+    linear: Size = None,
+    rolling: Size = None,
+    bake: Annotated[
+        str | None,
+        typer.Option(
+            help="How long each step bakes, watching the alarms (90s, 5m...).",
+            show_default=False,
+        ),
+    ] = None,
+    termination_wait: Duration = None,
+    max_duration: Annotated[
+        str | None,
+        typer.Option(
+            help="MaximumExecutionTimeoutInSeconds: roll back if not done by then (10m..8h).",
+            show_default=False,
+        ),
+    ] = None,
+    rollback_batch: Size = None,
+    alarm: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Roll back when this alarm goes into ALARM (repeatable).", show_default=False
+        ),
+    ] = None,
+    retain_variant_properties: Annotated[
+        bool, typer.Option(help="Keep the live instance counts and weights.")
+    ] = False,
+    exclude_retained: Annotated[
+        list[VariantProperty] | None,
+        typer.Option(
+            help="Take this property from the new configuration anyway (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    retain_deployment_config: Annotated[
+        bool, typer.Option(help="Deploy with the endpoint's last DeploymentConfig.")
+    ] = False,
+    wait: Annotated[bool, typer.Option(help="Show the deployment live until it ends.")] = True,
+) -> None:
+    """Deploy a new configuration to an endpoint: blue/green all at once (the default),
+    --canary, --linear or --rolling, each step baked for --bake while the --alarm alarms are
+    watched. Exit 1 if the deployment rolls back.
+
+    Example: shipway endpoints update e --config v2 --canary 10% --bake 5m --alarm e-5xx
+    """
+    client = ctx.ensure_object(ShipwayClient)
+    chosen = [flag for flag, value in (("--canary", canary), ("--linear", linear),
+                                       ("--rolling", rolling)) if value is not None]  # fmt: skip
+    if len(chosen) > 1:
+        raise typer.BadParameter(f"choose one of {', '.join(chosen)}")
+    if rollback_batch is not None and rolling is None:
+        raise typer.BadParameter("--rollback-batch applies to --rolling only")
+    deployment: dict[str, Any] = {}
+    bake_seconds = _duration(bake, "--bake") if bake is not None else 0
+    maximum = _duration(max_duration, "--max-duration") if max_duration is not None else None
+    if rolling is not None:
+        policy: dict[str, Any] = {
+            "MaximumBatchSize": _size(rolling, "--rolling"),
+            "WaitIntervalInSeconds": bake_seconds,
+        }
+        if rollback_batch is not None:
+            policy["RollbackMaximumBatchSize"] = _size(rollback_batch, "--rollback-batch")
+        if maximum is not None:
+            policy["MaximumExecutionTimeoutInSeconds"] = maximum
+        deployment["RollingUpdatePolicy"] = policy
+    elif chosen or bake is not None or termination_wait is not None or maximum is not None:
+        routing: dict[str, Any] = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": bake_seconds}
+        if canary is not None:
+            routing.update(Type="CANARY", CanarySize=_size(canary, "--canary"))
+        if linear is not None:
+            routing.update(Type="LINEAR", LinearStepSize=_size(linear, "--linear"))
+        blue_green: dict[str, Any] = {"TrafficRoutingConfiguration": routing}
+        if termination_wait is not None:
+            blue_green["TerminationWaitInSeconds"] = _duration(
+                termination_wait, "--termination-wait"
+            )
+        if maximum is not None:
+            blue_green["MaximumExecutionTimeoutInSeconds"] = maximum
+        deployment["BlueGreenUpdatePolicy"] = blue_green
+    if alarm:
+        deployment["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarm]}
+    fields: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": config}
+    if deployment:
+        fields["DeploymentConfig"] = deployment
+    if retain_variant_properties:
+        fields["RetainAllVariantProperties"] = True
+    if exclude_retained:
+        fields["ExcludeRetainedVariantProperties"] = [
+            {"VariantPropertyType": p.value} for p in exclude_retained
+        ]
+    if retain_deployment_config:
+        fields["RetainDeploymentConfig"] = True
+    client.update_endpoint(parse(UpdateEndpointInput, fields))
+    if not wait:
+        console.print(f"Updating endpoint [bold]{escape(name)}[/] to {escape(config)}")
+        return
+    message, succeeded = outcome(follow(client, name, progress))
+    console.print(message)
+    if not succeeded:
+        raise typer.Exit(1)
+
+
+def _size(text: str, option: str) -> dict[str, Any]:
+    match = re.fullmatch(r"\s*(\d+)\s*(%?)\s*", text)
+    if match is None or int(match.group(1)) < 1:
+        raise typer.BadParameter(
+            f"{option} takes a share of capacity like 10% or a number of instances like 2, "
+            f"not {text!r}"
+        )
+    kind = "CAPACITY_PERCENT" if match.group(2) else "INSTANCE_COUNT"
+    return {"Type": kind, "Value": int(match.group(1))}
+
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def _duration(text: str, option: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", text)
+    if match is None:
+        raise typer.BadParameter(f"{option} takes seconds, or 90s, 5m, 1h; not {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 @app.command()
@@ -149,6 +303,90 @@ def delete(
     with progress.status(f"Deleting endpoint {escape(name)}..."):
         client.wait_for_endpoint_deleted(name, timeout)
     console.print(f"Deleted endpoint [bold]{escape(name)}[/]")
+
+
+@app.command("shadow-report")
+def shadow_report(
+    ctx: typer.Context,
+    name: Name,
+    tolerance: Annotated[
+        float,
+        typer.Option(min=0, help="Outputs within this absolute difference agree (e.g. 1e-6)."),
+    ] = 0.0,
+    as_json: AsJson = False,
+) -> None:
+    """Compare the shadow variant with production: agreement, counts, latency percentiles."""
+    report = ctx.ensure_object(ShipwayClient).shadow_report(name, tolerance=tolerance)
+    print_resource(report, as_json=as_json, render=_render_shadow_report)
+
+
+def _render_shadow_report(report: ShadowReport) -> None:
+    console.print(
+        f"[bold]Shadow report[/] of endpoint {escape(report.endpoint_name)} since "
+        f"{timestamp(report.since)}, tolerance {report.tolerance:g}, "
+        f"{report.in_flight} copies in flight (at most {report.max_in_flight})"
+    )
+    for pair in report.pairs:
+        _render_pair(pair)
+
+
+def _render_pair(pair: ShadowPairReport) -> None:
+    production, shadow = escape(pair.production_variant), escape(pair.shadow_variant)
+    sampling = "-" if pair.sampling_fraction is None else f"{pair.sampling_fraction:.1%}"
+    agreement = (
+        "-"
+        if pair.agreement_rate is None
+        else f"{pair.agreement_rate:.2%} ({pair.agreeing} of {pair.window})"
+    )
+    counts = Table(
+        "Requests", "Count", title=f"{production} vs shadow {shadow} (sampling {sampling})"
+    )
+    for label, value in (
+        ("Sampled", str(pair.sampled)),
+        ("Compared", str(pair.compared)),
+        ("Skipped", str(pair.skipped)),
+        ("Production errors", str(pair.production_errors)),
+        ("Shadow errors", str(pair.shadow_errors)),
+        ("Agreement", agreement),
+        ("Max difference", _number(pair.max_difference)),
+        ("Not comparable", str(pair.incomparable)),
+    ):
+        counts.add_row(label, value)
+    console.print(counts)
+    latency = Table("Model latency (ms)", "p50", "p90", "p99", "mean", "requests")
+    for side, summary in (
+        (f"Production {production}", pair.production_latency),
+        (f"Shadow {shadow}", pair.shadow_latency),
+    ):
+        if summary is None:
+            latency.add_row(side, "-", "-", "-", "-", "0")
+        else:
+            figures = (summary.p50, summary.p90, summary.p99, summary.mean)
+            latency.add_row(side, *(f"{v:.2f}" for v in figures), str(summary.count))
+    console.print(latency)
+    if pair.disagreements:
+        examples = Table(
+            "Time",
+            "Difference",
+            "Request",
+            "Production",
+            "Shadow",
+            title=f"Recent disagreements of {shadow} with {production}",
+        )
+        for example in pair.disagreements:
+            examples.add_row(
+                timestamp(example.time),
+                "not comparable" if example.difference is None else f"{example.difference:g}",
+                *(
+                    escape(_clip(text))
+                    for text in (example.request, example.production_output, example.shadow_output)
+                ),
+            )
+        console.print(examples)
+
+
+def _clip(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _render(endpoint: DescribeEndpointOutput) -> None:

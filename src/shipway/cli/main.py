@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from shipway.cli import endpoint_configs, endpoints, models
+from shipway.cli import alarms, endpoint_configs, endpoints, models
 from shipway.cli.client import DEFAULT_URL, ApiError, ClientError, ShipwayClient
 from shipway.cli.instance_types import instance_types
 from shipway.cli.invoke import invoke
@@ -63,6 +63,7 @@ app.command()(server)
 app.add_typer(models.app, name="models")
 app.add_typer(endpoint_configs.app, name="endpoint-configs")
 app.add_typer(endpoints.app, name="endpoints")
+app.add_typer(alarms.app, name="alarms")
 app.command()(invoke)
 app.command("instance-types")(instance_types)
 app.command("token")(token)

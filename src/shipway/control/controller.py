@@ -22,13 +22,15 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shipway.compute.backend import ComputeBackend, InstanceSpec
 from shipway.control.lifecycle import VariantObservation, next_status
+from shipway.control.rollout import FleetObservation, Outcome, advance
 from shipway.domain.clock import Clock
+from shipway.domain.deployment import DeploymentPhase
 from shipway.domain.endpoint import Endpoint, EndpointStatus
 from shipway.domain.endpoint_config import ProductionVariant
 from shipway.domain.errors import ShipwayError
@@ -50,7 +52,7 @@ __all__ = ["Controller"]
 
 log = logging.getLogger(__name__)
 
-SERVING = (EndpointStatus.IN_SERVICE, EndpointStatus.UPDATING)
+SERVING = (EndpointStatus.IN_SERVICE, EndpointStatus.UPDATING, EndpointStatus.ROLLING_BACK)
 PING_TIMEOUT = 2.0
 MAX_BACKOFF = 60.0
 
@@ -63,6 +65,18 @@ class _Tracked:
     """Monotonic time the process started."""
     startup_deadline: float
     next_ping: float = 0.0
+    served: bool = False
+    """Whether it has ever been in service (a failure before that is a failure to start)."""
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    """The instances one generation of an endpoint should have, per variant."""
+
+    generation: int
+    variants: list[tuple[ProductionVariant, int]]
+    new: bool = False
+    """The new fleet of a deployment in progress."""
 
 
 @dataclass
@@ -83,6 +97,7 @@ class Controller:
         clock: Clock,
         publish: Callable[[Snapshot], None],
         mark_up: Callable[[str], None] = lambda _id: None,
+        firing: Callable[[Sequence[str]], list[str]] = lambda _names: [],
     ) -> None:
         self._store = store
         self._backend = backend
@@ -92,9 +107,13 @@ class Controller:
         self._clock = clock
         self._publish_snapshot = publish
         self._mark_up = mark_up
+        self._firing = firing
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._draining: dict[str, Instance] = {}
+        """Instances out of routing and on their way down."""
         self._tracked: dict[str, _Tracked] = {}
         self._fetches: dict[str, asyncio.Task[Path]] = {}
-        self._backoff: dict[tuple[str, str], _Backoff] = {}
+        self._backoff: dict[tuple[str, int, str], _Backoff] = {}
         self._endpoints: list[Endpoint] = []
         self._published: tuple[EndpointSnapshot, ...] | None = None
         self._version = 0
@@ -122,6 +141,8 @@ class Controller:
             task.cancel()
         grace = self._settings.instance_stop_timeout_seconds
         await asyncio.gather(*(self._stop(t, grace) for t in list(self._tracked.values())))
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
         await self._backend.close(grace)
 
     def wake(self, _endpoint_name: str | None = None) -> None:
@@ -212,8 +233,9 @@ class Controller:
         instance = tracked.instance
         if instance.status is InstanceStatus.STARTING:
             if healthy:
+                tracked.served = True
                 await self._set(tracked, InstanceStatus.IN_SERVICE)
-                self._backoff.pop((instance.endpoint_name, instance.variant_name), None)
+                self._backoff.pop(_key(instance), None)
             return
         if healthy:
             if instance.consecutive_ping_failures:
@@ -248,52 +270,166 @@ class Controller:
             for tracked in mine:
                 await self._stop(tracked, 0)
             return
-        observations = []
-        for variant, state in zip(
-            endpoint.config.production_variants, endpoint.variants, strict=True
-        ):
-            observations.append(
+        fleets = _fleets(endpoint)
+        generations = {f.generation for f in fleets}
+        for tracked in [t for t in mine if t.instance.generation not in generations]:
+            # a fleet no deployment needs any more (the old one after a switch, the new one
+            # after a rollback): out of routing first, then stopped gracefully
+            await self._stop(tracked, self._settings.instance_stop_timeout_seconds, wait=False)
+        seen: dict[int, list[VariantObservation]] = {}
+        for fleet in fleets:
+            seen[fleet.generation] = [
                 await self._reconcile_variant(
                     endpoint,
+                    fleet,
                     variant,
-                    state.desired_instance_count,
-                    [t for t in mine if t.instance.variant_name == variant.variant_name],
+                    count,
+                    [
+                        t
+                        for t in mine
+                        if t.instance.generation == fleet.generation
+                        and t.instance.variant_name == variant.variant_name
+                    ],
                 )
-            )
-        new_status, reason = next_status(status, observations)
+                for variant, count in fleet.variants
+            ]
+        if endpoint.deployment is not None:
+            await self._advance(endpoint, seen)
+            return
+        new_status, reason = next_status(status, seen[endpoint.generation])
         if new_status is not status:
             fields = {
                 "endpoint_status": new_status,
                 "failure_reason": reason,
                 "last_modified_time": self._clock.now(),
             }
-            updated = await asyncio.to_thread(
-                self._store.endpoints.update,
-                endpoint.endpoint_name,
-                lambda current: current.model_copy(update=fields),
-                expected_status=status.value,
+            updated = await self._update(
+                endpoint, lambda current: current.model_copy(update=fields)
             )
             if updated is not None:
                 log.info("endpoint %s is %s%s", endpoint.endpoint_name, new_status.value,
                          f": {reason}" if reason else "")  # fmt: skip
-                self.statuses[endpoint.endpoint_name] = new_status.value
-                self._endpoints = [
-                    updated if e.endpoint_name == endpoint.endpoint_name else e
-                    for e in self._endpoints
-                ]
                 if new_status is EndpointStatus.FAILED:
                     for tracked in mine:
                         await self._stop(tracked, 0)
 
+    async def _advance(self, endpoint: Endpoint, seen: dict[int, list[VariantObservation]]) -> None:
+        """Move the endpoint's deployment on by what this pass saw; persist any change."""
+        deployment = endpoint.deployment
+        assert deployment is not None
+        new = seen.get(deployment.generation, [])
+        observation = FleetObservation(
+            old_in_service={o.variant_name: o.in_service for o in seen[endpoint.generation]},
+            new_in_service={o.variant_name: o.in_service for o in new},
+            new_failure=next(
+                (f"variant {o.variant_name}: {o.failure}" for o in new if o.failure), None
+            ),
+            old_live=self._old_live(endpoint),
+        )
+        alarms = deployment.deployment_config.alarm_names
+        firing = await asyncio.to_thread(self._firing, alarms) if alarms else []
+        now = self._clock.now()
+        moved, outcome = advance(deployment, observation, now, firing)
+        if outcome is Outcome.CONTINUE and moved == deployment:
+            return
+        status = endpoint.endpoint_status
+        if outcome is Outcome.COMPLETED:
+            fields: dict[str, object] = {
+                "endpoint_config_name": moved.endpoint_config_name,
+                "config": moved.config,
+                "variants": moved.variants,
+                "generation": moved.generation,
+                "deployment": None,
+                "endpoint_status": EndpointStatus.IN_SERVICE,
+                "failure_reason": None,
+                "last_modified_time": now,
+            }
+        elif outcome is Outcome.ROLLED_BACK:
+            fields = {
+                "deployment": None,
+                "endpoint_status": EndpointStatus.IN_SERVICE,
+                "failure_reason": moved.reason,
+                "last_modified_time": now,
+            }
+        else:
+            rolling_back = moved.phase is DeploymentPhase.ROLLING_BACK
+            fields = {
+                "deployment": moved,
+                "endpoint_status": (
+                    EndpointStatus.ROLLING_BACK if rolling_back else EndpointStatus.UPDATING
+                ),
+            }
+            if rolling_back and status is not EndpointStatus.ROLLING_BACK:
+                fields["last_modified_time"] = now
+
+        def change(current: Endpoint) -> Endpoint:
+            if current.deployment != deployment:
+                raise _Changed
+            return current.model_copy(update=fields)
+
+        try:
+            updated = await self._update(endpoint, change)
+        except _Changed:
+            return  # changed under us (another pass or server): look again next pass
+        if updated is None:
+            return
+        name = endpoint.endpoint_name
+        if outcome is Outcome.CONTINUE and moved.phase is not deployment.phase:
+            log.info("endpoint %s: deployment step %d/%d %s, %.0f%% of traffic on the new "
+                     "fleet%s", name, moved.step + 1, len(moved.steps), moved.phase.value,
+                     moved.share * 100, f" ({moved.reason})" if moved.reason else "")  # fmt: skip
+        elif outcome is Outcome.COMPLETED:
+            log.info("endpoint %s: deployment of %s complete", name, moved.endpoint_config_name)
+        elif outcome is Outcome.ROLLED_BACK:
+            log.warning("endpoint %s: deployment rolled back: %s", name, moved.reason)
+        self._publish()
+        self.wake()  # act on the new targets (start or stop instances) without waiting
+
+    def _old_live(self, endpoint: Endpoint) -> dict[str, int]:
+        """Instances of the endpoint's current (old) fleet not yet gone, per variant."""
+        live: dict[str, int] = {}
+        instances = [t.instance for t in self._tracked.values() if t.instance.live]
+        for instance in [*instances, *self._draining.values()]:
+            if (
+                instance.endpoint_name == endpoint.endpoint_name
+                and instance.generation == endpoint.generation
+            ):
+                live[instance.variant_name] = live.get(instance.variant_name, 0) + 1
+        return live
+
+    async def _update(
+        self, endpoint: Endpoint, change: Callable[[Endpoint], Endpoint]
+    ) -> Endpoint | None:
+        """Write a change to the endpoint if its status is still what this pass saw."""
+        updated = await asyncio.to_thread(
+            self._store.endpoints.update,
+            endpoint.endpoint_name,
+            change,
+            expected_status=endpoint.endpoint_status.value,
+        )
+        if updated is not None:
+            self.statuses[endpoint.endpoint_name] = updated.endpoint_status.value
+            self._endpoints = [
+                updated if e.endpoint_name == endpoint.endpoint_name else e for e in self._endpoints
+            ]
+        return updated
+
     async def _reconcile_variant(
-        self, endpoint: Endpoint, variant: ProductionVariant, desired: int, mine: list[_Tracked]
+        self,
+        endpoint: Endpoint,
+        fleet: _Fleet,
+        variant: ProductionVariant,
+        desired: int,
+        mine: list[_Tracked],
     ) -> VariantObservation:
-        key = (endpoint.endpoint_name, variant.variant_name)
+        key = (endpoint.endpoint_name, fleet.generation, variant.variant_name)
         failure = None
         for tracked in [t for t in mine if t.instance.status is InstanceStatus.FAILED]:
             reason = tracked.instance.failure_reason or "the instance failed"
             log.warning("instance %s failed: %s", tracked.instance.instance_id, reason)
-            if endpoint.endpoint_status is EndpointStatus.CREATING:
+            if endpoint.endpoint_status is EndpointStatus.CREATING or (
+                fleet.new and not tracked.served
+            ):
                 failure = f"the model {variant.model_name} could not be served: {reason}"
             backoff = self._backoff.setdefault(key, _Backoff())
             backoff.failures += 1
@@ -307,27 +443,29 @@ class Controller:
             if waiting is None or self._clock.monotonic() >= waiting.not_before:
                 try:
                     for _ in range(desired - len(live)):
-                        started = await self._start(endpoint, variant)
+                        started = await self._start(endpoint, fleet.generation, variant)
                         if started is None:
                             break  # the artifact is still being fetched
                         live.append(started)
                 except ShipwayError as exc:
                     failure = exc.message
-                    log.warning("cannot start %s/%s: %s", *key, exc.message)
+                    log.warning("cannot start %s/%s: %s", key[0], key[2], exc.message)
         if len(live) > desired:
             extra = sorted(
                 live,
                 key=lambda t: (t.instance.status is InstanceStatus.IN_SERVICE, -t.started),
             )[: len(live) - desired]
             for tracked in extra:
-                await self._stop(tracked, self._settings.instance_stop_timeout_seconds)
+                await self._stop(tracked, self._settings.instance_stop_timeout_seconds, wait=False)
             live = [t for t in live if t not in extra]
         in_service = sum(1 for t in live if t.instance.status is InstanceStatus.IN_SERVICE)
         return VariantObservation(variant.variant_name, desired, in_service, failure)
 
     # --- instances ----------------------------------------------------------------------------
 
-    async def _start(self, endpoint: Endpoint, variant: ProductionVariant) -> _Tracked | None:
+    async def _start(
+        self, endpoint: Endpoint, generation: int, variant: ProductionVariant
+    ) -> _Tracked | None:
         model = await asyncio.to_thread(self._store.models.get, variant.model_name or "")
         if model is None:
             raise ShipwayError(f"the model {variant.model_name} no longer exists")
@@ -359,7 +497,7 @@ class Controller:
             variant_name=variant.variant_name,
             instance_type=instance_type.name,
             model_name=model.model_name,
-            generation=endpoint.generation,
+            generation=generation,
             status=InstanceStatus.STARTING,
             address=started.address,
             pid=started.pid,
@@ -394,16 +532,35 @@ class Controller:
         tracked.instance = tracked.instance.with_status(status, reason)
         await asyncio.to_thread(self._store.instances.put, tracked.instance)
 
-    async def _stop(self, tracked: _Tracked, grace: float) -> None:
+    async def _stop(self, tracked: _Tracked, grace: float, *, wait: bool = True) -> None:
         """Drain, then stop: out of routing first, so no new request reaches it; its model
-        server finishes the requests in flight on SIGTERM (within ``grace``) and exits."""
+        server finishes the requests in flight on SIGTERM (within ``grace``) and exits.
+
+        With ``wait=False`` the drain goes on in the background, so the loop keeps acting on
+        other instances (and alarms) meanwhile.
+        """
         instance_id = tracked.instance.instance_id
         if self._tracked.pop(instance_id, None) is None:
             return
         self._publish()
         tracked.upstream.close()
-        await self._backend.stop(instance_id, grace)
-        await asyncio.to_thread(self._store.instances.remove, instance_id)
+        self._draining[instance_id] = tracked.instance
+        task = asyncio.get_running_loop().create_task(self._drain(tracked, grace))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        if wait:
+            await task
+
+    async def _drain(self, tracked: _Tracked, grace: float) -> None:
+        instance = tracked.instance
+        try:
+            if instance.live:
+                draining = instance.with_status(InstanceStatus.DRAINING)
+                await asyncio.to_thread(self._store.instances.put, draining)
+            await self._backend.stop(instance.instance_id, grace)
+        finally:
+            self._draining.pop(instance.instance_id, None)
+            await asyncio.to_thread(self._store.instances.remove, instance.instance_id)
 
     # --- routing ------------------------------------------------------------------------------
 
@@ -412,32 +569,96 @@ class Controller:
         for endpoint in self._endpoints:
             if endpoint.endpoint_status not in SERVING:
                 continue
-            variants = []
-            for variant, state in zip(
-                endpoint.config.production_variants, endpoint.variants, strict=True
-            ):
-                instances = tuple(
-                    InstanceSnapshot(t.instance.instance_id, t.instance.address)
-                    for t in self._tracked.values()
-                    if t.instance.endpoint_name == endpoint.endpoint_name
-                    and t.instance.variant_name == variant.variant_name
-                    and t.instance.status is InstanceStatus.IN_SERVICE
-                )
-                variants.append(
-                    VariantSnapshot(
-                        variant.variant_name,
-                        variant.model_name or "",
-                        state.desired_weight,
-                        variant.routing_strategy,
-                        instances,
-                    )
-                )
-            endpoints.append(EndpointSnapshot(endpoint.endpoint_name, tuple(variants)))
+            deployment = endpoint.deployment
+            share = deployment.share if deployment is not None else 0.0
+            variants = self._variant_snapshots(
+                endpoint, endpoint.generation, endpoint.config.production_variants,
+                {v.variant_name: v.desired_weight for v in endpoint.variants},
+                None if deployment is None else 1.0 - share,
+            )  # fmt: skip
+            if deployment is not None:
+                variants += self._variant_snapshots(
+                    endpoint, deployment.generation, deployment.config.production_variants,
+                    {v.variant_name: v.desired_weight for v in deployment.variants}, share,
+                )  # fmt: skip
+            # shadows follow the fleet in service: a new configuration's shadow gets its copy
+            # of the traffic once the deployment has completed
+            configured = endpoint.config.shadow_production_variants or []
+            shadows = self._variant_snapshots(
+                endpoint, endpoint.generation, configured,
+                {v.variant_name: v.weight for v in configured}, None,
+            )  # fmt: skip
+            endpoints.append(
+                EndpointSnapshot(endpoint.endpoint_name, tuple(variants), tuple(shadows))
+            )
         snapshot = tuple(endpoints)
         if snapshot != self._published:
             self._version += 1
             self._published = snapshot
             self._publish_snapshot(Snapshot(snapshot, self._version))
+
+    def _variant_snapshots(
+        self,
+        endpoint: Endpoint,
+        generation: int,
+        variants: list[ProductionVariant],
+        weights: dict[str, float],
+        share: float | None,
+    ) -> list[VariantSnapshot]:
+        """One fleet's variants as the router sees them. With a ``share`` (during a
+        deployment) the fleet's weights are scaled to take that fraction of all traffic."""
+        total = sum(weights.values())
+        snapshots = []
+        for variant in variants:
+            weight = weights.get(variant.variant_name, 0.0)
+            if share is not None:
+                weight = share * weight / total if total > 0 else 0.0
+            instances = tuple(
+                InstanceSnapshot(t.instance.instance_id, t.instance.address)
+                for t in self._tracked.values()
+                if t.instance.endpoint_name == endpoint.endpoint_name
+                and t.instance.generation == generation
+                and t.instance.variant_name == variant.variant_name
+                and t.instance.status is InstanceStatus.IN_SERVICE
+            )
+            snapshots.append(
+                VariantSnapshot(
+                    variant.variant_name,
+                    variant.model_name or "",
+                    weight,
+                    variant.routing_strategy,
+                    instances,
+                )
+            )
+        return snapshots
+
+
+class _Changed(Exception):
+    """The endpoint's deployment changed since this pass read it."""
+
+
+def _key(instance: Instance) -> tuple[str, int, str]:
+    return (instance.endpoint_name, instance.generation, instance.variant_name)
+
+
+def _fleets(endpoint: Endpoint) -> list[_Fleet]:
+    """The fleets an endpoint should run: its current one and, during a deployment, the new."""
+    deployment = endpoint.deployment
+    config = endpoint.config
+    counts = {v.variant_name: v.desired_instance_count for v in endpoint.variants}
+    shadows = config.shadow_production_variants or []
+    current = [(v, counts.get(v.variant_name, 0)) for v in config.production_variants] + [
+        (v, v.initial_instance_count or 0) for v in shadows
+    ]
+    if deployment is None:
+        return [_Fleet(endpoint.generation, current)]
+    old = [(v, deployment.old_counts.get(v.variant_name, n)) for v, n in current]
+    new_config = deployment.config
+    new = [
+        (v, deployment.new_counts.get(v.variant_name, 0))
+        for v in [*new_config.production_variants, *(new_config.shadow_production_variants or [])]
+    ]
+    return [_Fleet(endpoint.generation, old), _Fleet(deployment.generation, new, new=True)]
 
 
 def _is_model_server(pid: int) -> bool:

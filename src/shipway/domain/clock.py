@@ -23,6 +23,10 @@ class Clock(Protocol):
         """Seconds on a clock that never goes back."""
         ...
 
+    def time(self) -> float:
+        """Wall-clock time in epoch seconds (metric timestamps)."""
+        ...
+
     async def sleep(self, seconds: float) -> None: ...
 
 
@@ -32,6 +36,9 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -52,6 +59,9 @@ class ManualClock:
 
     def monotonic(self) -> float:
         return self._elapsed
+
+    def time(self) -> float:
+        return self._start.timestamp() + self._elapsed
 
     async def sleep(self, seconds: float) -> None:
         self._elapsed += max(0.0, seconds)

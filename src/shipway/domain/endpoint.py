@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
+from shipway.domain.deployment import Deployment, DeploymentConfig, VariantState
 from shipway.domain.endpoint_config import EndpointConfig, RoutingConfig, ServerlessConfig
 from shipway.domain.model import Tag
 from shipway.domain.names import EntityName
@@ -22,9 +23,13 @@ __all__ = [
     "Endpoint",
     "EndpointStatus",
     "EndpointSummary",
+    "PendingDeploymentSummary",
+    "PendingProductionVariantSummary",
+    "ProductionVariantStatus",
     "ProductionVariantSummary",
     "UpdateEndpointWeightsAndCapacitiesInput",
     "VariantState",
+    "VariantStatusValue",
 ]
 
 
@@ -43,7 +48,7 @@ class EndpointStatus(StrEnum):
 class CreateEndpointInput(Shape):
     endpoint_name: EntityName
     endpoint_config_name: EntityName
-    deployment_config: dict[str, Any] | None = None
+    deployment_config: DeploymentConfig | None = None
     tags: Annotated[list[Tag], Field(max_length=50)] | None = None
 
 
@@ -57,6 +62,20 @@ class DeployedImage(Shape):
     resolution_time: datetime | None = None
 
 
+class VariantStatusValue(StrEnum):
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    DELETING = "Deleting"
+    ACTIVATING_TRAFFIC = "ActivatingTraffic"
+    BAKING = "Baking"
+
+
+class ProductionVariantStatus(Shape):
+    status: VariantStatusValue
+    status_message: str | None = None
+    start_time: datetime | None = None
+
+
 class ProductionVariantSummary(Shape):
     variant_name: str
     deployed_images: list[DeployedImage] | None = None
@@ -64,18 +83,22 @@ class ProductionVariantSummary(Shape):
     desired_weight: float | None = None
     current_instance_count: int | None = None
     desired_instance_count: int | None = None
-    variant_status: list[dict[str, Any]] | None = None
+    variant_status: list[ProductionVariantStatus] | None = None
     current_serverless_config: ServerlessConfig | None = None
     desired_serverless_config: ServerlessConfig | None = None
     routing_config: RoutingConfig | None = None
 
 
-class VariantState(Shape):
-    """What the endpoint wants of one variant (desired state), kept with the endpoint."""
+class PendingProductionVariantSummary(ProductionVariantSummary):
+    instance_type: str | None = None
+    accelerator_type: str | None = None
 
-    variant_name: str
-    desired_weight: float
-    desired_instance_count: int
+
+class PendingDeploymentSummary(Shape):
+    endpoint_config_name: str
+    production_variants: list[PendingProductionVariantSummary] | None = None
+    shadow_production_variants: list[PendingProductionVariantSummary] | None = None
+    start_time: datetime | None = None
 
 
 class Endpoint(Shape):
@@ -93,7 +116,12 @@ class Endpoint(Shape):
     variants: list[VariantState]
     generation: int = 1
     """Bumped by each change of configuration; instances carry the generation they serve."""
-    deployment_config: dict[str, Any] | None = None
+    deployment_config: DeploymentConfig | None = None
+    """The DeploymentConfig of the last UpdateEndpoint (or CreateEndpoint): LastDeploymentConfig."""
+    deployment: Deployment | None = None
+    """The deployment in progress, if one is."""
+    latest_generation: int = 1
+    """The highest generation handed out, so a new fleet never shares one with an old fleet."""
     tags: list[Tag] | None = None
 
 
@@ -116,9 +144,9 @@ class DescribeEndpointOutput(Shape):
     failure_reason: str | None = None
     creation_time: datetime
     last_modified_time: datetime
-    last_deployment_config: dict[str, Any] | None = None
+    last_deployment_config: DeploymentConfig | None = None
     async_inference_config: dict[str, Any] | None = None
-    pending_deployment_summary: dict[str, Any] | None = None
+    pending_deployment_summary: PendingDeploymentSummary | None = None
 
 
 class DesiredWeightAndCapacity(Shape):

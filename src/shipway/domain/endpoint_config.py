@@ -133,6 +133,17 @@ class CreateEndpointConfigInput(Shape):
                     f"Variant '{variant.variant_name}' needs InstanceType and "
                     "InitialInstanceCount (or a ServerlessConfig)."
                 )
+        shadows = self.shadow_production_variants
+        if shadows is not None and (len(shadows) != 1 or len(self.production_variants) != 1):
+            raise ValueError(
+                "An endpoint configuration with ShadowProductionVariants must have exactly one "
+                "production variant and one shadow variant; it has "
+                f"{len(self.production_variants)} and {len(shadows)}."
+            )
+        if shadows and any(v.serverless_config is not None for v in self.all_variants()):
+            raise ValueError("Shadow variants cannot be used with serverless variants.")
+        if shadows and self.async_inference_config is not None:
+            raise ValueError("Shadow variants cannot be used with AsyncInferenceConfig.")
         if self.production_variants and all(v.weight == 0 for v in self.production_variants):
             raise ValueError(
                 "At least one production variant must have an InitialVariantWeight above 0."

@@ -6,7 +6,12 @@ codes to their own formats; nothing here knows about HTTP.
 
     ShipwayError
     ├── ValidationError          bad input (wire: ValidationException / ValidationError)
-    │   └── PayloadTooLarge      an invocation body over the limit
+    │   ├── PayloadTooLarge      an invocation body over the limit
+    │   ├── InvalidParameterValue        CloudWatch: a parameter's value is not allowed
+    │   ├── InvalidParameterCombination  CloudWatch: parameters that cannot go together
+    │   ├── MissingParameter             CloudWatch: a parameter the call needs is absent
+    │   ├── InvalidNextToken             CloudWatch: a NextToken this API did not hand out
+    │   └── InvalidFormat                CloudWatch: a value is not in its format (JSON...)
     ├── NotFound                 a named resource does not exist
     ├── AlreadyExists            create with a name that is taken
     ├── ResourceInUse            delete or change what something else uses
@@ -21,7 +26,12 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyExists",
+    "InvalidFormat",
+    "InvalidNextToken",
+    "InvalidParameterCombination",
+    "InvalidParameterValue",
     "InvalidState",
+    "MissingParameter",
     "ModelError",
     "ModelNotReady",
     "NotFound",
@@ -55,6 +65,26 @@ class PayloadTooLarge(ValidationError):
         )
         self.size = size
         self.limit = limit
+
+
+class InvalidParameterValue(ValidationError):
+    code = "InvalidParameterValue"
+
+
+class InvalidParameterCombination(ValidationError):
+    code = "InvalidParameterCombination"
+
+
+class MissingParameter(ValidationError):
+    code = "MissingParameter"
+
+
+class InvalidNextToken(ValidationError):
+    code = "InvalidNextToken"
+
+
+class InvalidFormat(ValidationError):
+    code = "InvalidFormat"
 
 
 class NotFound(ShipwayError):

@@ -23,7 +23,15 @@ from prometheus_client.registry import Collector
 
 from shipway.domain.errors import ValidationError
 
-__all__ = ["SAGEMAKER", "Datapoint", "MetricsStore", "Series", "SeriesGroup"]
+__all__ = [
+    "SAGEMAKER",
+    "STATISTICS",
+    "Aggregate",
+    "Datapoint",
+    "MetricsStore",
+    "Series",
+    "SeriesGroup",
+]
 
 SAGEMAKER = "AWS/SageMaker"
 _GROWTH = 1.04
@@ -60,13 +68,18 @@ class _Bucket:
         key = _bin(value)
         self.histogram[key] = self.histogram.get(key, 0) + count
 
-    def merge(self, other: _Bucket) -> None:
+    def merge(self, other: _Bucket, histogram: bool = True) -> None:
+        """Add ``other`` in; without ``histogram`` only what the non-percentile statistics
+        need (much cheaper)."""
         self.count += other.count
         self.total += other.total
-        self.minimum = min(self.minimum, other.minimum)
-        self.maximum = max(self.maximum, other.maximum)
-        for key, n in other.histogram.items():
-            self.histogram[key] = self.histogram.get(key, 0) + n
+        if other.minimum < self.minimum:
+            self.minimum = other.minimum
+        if other.maximum > self.maximum:
+            self.maximum = other.maximum
+        if histogram:
+            for key, n in other.histogram.items():
+                self.histogram[key] = self.histogram.get(key, 0) + n
 
     def statistic(self, stat: str) -> float:
         if stat == "SampleCount":
@@ -94,6 +107,13 @@ class _Bucket:
             if seen >= rank:
                 return min(max(_value(key), self.minimum), self.maximum)
         return self.maximum
+
+
+def _check_statistic(statistic: str) -> None:
+    if statistic not in STATISTICS and not _PERCENTILE.match(statistic):
+        raise ValidationError(
+            f"Statistic '{statistic}' is not one of {', '.join(STATISTICS)} or pNN."
+        )
 
 
 def _bin(value: float) -> int:
@@ -137,6 +157,18 @@ class Datapoint:
     sample_count: int
 
 
+@dataclass(frozen=True)
+class Aggregate:
+    """Several statistics of one period."""
+
+    timestamp: float
+    """Start of the period, epoch seconds."""
+    sample_count: int
+    values: dict[str, float]
+    """Statistic name (``Sum``, ``p99``...) to value."""
+    unit: str
+
+
 class _SeriesData:
     __slots__ = ("buckets", "total_count", "total_sum")
 
@@ -151,8 +183,14 @@ class MetricsStore:
         self.retention_seconds = retention_seconds
         self._series: dict[Series, _SeriesData] = {}
         self._known: dict[tuple[str, str, Dimensions, str], _SeriesData] = {}
+        self._by_metric: dict[tuple[str, str, Dimensions], list[tuple[str, _SeriesData]]] = {}
+        """(namespace, name, dimensions) to each unit's series: what queries look up."""
         self._lock = threading.Lock()
         self._last_prune = 0
+        self.revision = 0
+        """Counts :meth:`put` and :meth:`put_statistics` calls, which may date data in the past
+        (PutMetricData); the router's :class:`SeriesGroup` writes at the present and does not
+        count. What has not changed need not be evaluated again."""
 
     def put(
         self,
@@ -170,6 +208,7 @@ class MetricsStore:
         key = (namespace, name, dimensions, unit) if isinstance(dimensions, tuple) else None
         second = int(timestamp)
         with self._lock:
+            self.revision += 1
             data = self._known.get(key) if key is not None else None
             if data is None:
                 data = self._data(name, dimensions, unit, namespace)
@@ -206,6 +245,7 @@ class MetricsStore:
         data = self._series.get(series)
         if data is None:
             data = self._series[series] = _SeriesData()
+            self._by_metric.setdefault((namespace, name, dims), []).append((unit, data))
         return data
 
     def _prune(self, now: int) -> None:
@@ -230,6 +270,48 @@ class MetricsStore:
             and wanted <= set(s.dimensions)
         ]
 
+    def put_statistics(
+        self,
+        name: str,
+        dimensions: Mapping[str, str] | Dimensions,
+        timestamp: float,
+        *,
+        sample_count: int,
+        total: float,
+        minimum: float,
+        maximum: float,
+        unit: str = "None",
+        namespace: str = SAGEMAKER,
+    ) -> None:
+        """Add a statistic set (CloudWatch's ``StatisticValues``): ``sample_count`` datapoints
+        of that sum, minimum and maximum, whose values are otherwise unknown.
+
+        Percentiles over them are estimates: the histogram counts one datapoint at the minimum,
+        one at the maximum and the rest at the mean.
+        """
+        if sample_count < 1:
+            raise ValidationError("A statistic set needs a SampleCount of at least 1.")
+        second = int(timestamp)
+        extra = _Bucket(count=sample_count, total=total, minimum=minimum, maximum=maximum)
+        extra.histogram[_bin(minimum)] = 1
+        if sample_count > 1:
+            key = _bin(maximum)
+            extra.histogram[key] = extra.histogram.get(key, 0) + 1
+        if sample_count > 2:
+            key = _bin(total / sample_count)
+            extra.histogram[key] = extra.histogram.get(key, 0) + sample_count - 2
+        with self._lock:
+            self.revision += 1
+            data = self._data(name, dimensions, unit, namespace)
+            bucket = data.buckets.get(second)
+            if bucket is None:
+                bucket = data.buckets[second] = _Bucket()
+                if second - self._last_prune >= 60:
+                    self._prune(second)
+            bucket.merge(extra)
+            data.total_count += sample_count
+            data.total_sum += total
+
     def query(
         self,
         name: str,
@@ -240,38 +322,92 @@ class MetricsStore:
         period: int,
         statistic: str,
         namespace: str = SAGEMAKER,
+        unit: str | None = None,
     ) -> list[Datapoint]:
         """Datapoints of one statistic per ``period`` seconds in [start, end), oldest first.
 
-        Dimensions must match the series' exactly (as CloudWatch's GetMetricStatistics).
-        Periods with no data have no datapoint.
+        Dimensions must match the series' exactly (as CloudWatch's GetMetricStatistics); with
+        ``unit``, only datapoints recorded with that unit count. Periods with no data have no
+        datapoint.
         """
-        if period < 1:
-            raise ValidationError("Period must be at least 1 second.")
-        if end <= start:
-            raise ValidationError("EndTime must be after StartTime.")
-        if statistic not in STATISTICS and not _PERCENTILE.match(statistic):
-            raise ValidationError(
-                f"Statistic '{statistic}' is not one of {', '.join(STATISTICS)} or pNN."
-            )
-        dims = tuple(sorted(dimensions.items()))
-        periods: dict[int, _Bucket] = {}
-        with self._lock:
-            for series, data in self._series.items():
-                if (
-                    series.namespace != namespace
-                    or series.name != name
-                    or series.dimensions != dims
-                ):
-                    continue
-                for second, bucket in data.buckets.items():
-                    if start <= second < end:
-                        slot = int(start + ((second - start) // period) * period)
-                        periods.setdefault(slot, _Bucket()).merge(bucket)
+        _check_statistic(statistic)
+        periods, _ = self._periods(
+            name, dimensions, start, end, period, namespace, unit, statistic not in STATISTICS
+        )
         return [
             Datapoint(float(slot), periods[slot].statistic(statistic), periods[slot].count)
             for slot in sorted(periods)
         ]
+
+    def aggregate(
+        self,
+        name: str,
+        dimensions: Mapping[str, str],
+        *,
+        start: float,
+        end: float,
+        period: int,
+        statistics: Sequence[str],
+        namespace: str = SAGEMAKER,
+        unit: str | None = None,
+    ) -> list[Aggregate]:
+        """Several statistics per ``period`` in [start, end), oldest first, in one pass (what
+        GetMetricStatistics answers); as :meth:`query` otherwise."""
+        for statistic in statistics:
+            _check_statistic(statistic)
+        percentiles = any(s not in STATISTICS for s in statistics)
+        periods, units = self._periods(
+            name, dimensions, start, end, period, namespace, unit, percentiles
+        )
+        return [
+            Aggregate(
+                timestamp=float(slot),
+                sample_count=periods[slot].count,
+                values={s: periods[slot].statistic(s) for s in statistics},
+                unit=units.get(slot, "None"),
+            )
+            for slot in sorted(periods)
+        ]
+
+    def _periods(
+        self,
+        name: str,
+        dimensions: Mapping[str, str],
+        start: float,
+        end: float,
+        period: int,
+        namespace: str,
+        unit: str | None,
+        histogram: bool,
+    ) -> tuple[dict[int, _Bucket], dict[int, str]]:
+        """The buckets of [start, end) merged per period (keyed by the period's start), and the
+        unit each period's data was recorded with; their histograms only with ``histogram``
+        (for percentiles)."""
+        if period < 1:
+            raise ValidationError("Period must be at least 1 second.")
+        if end <= start:
+            raise ValidationError("EndTime must be after StartTime.")
+        dims = tuple(sorted(dimensions.items()))
+        periods: dict[int, _Bucket] = {}
+        units: dict[int, str] = {}
+        first, last = math.ceil(start), math.ceil(end)
+        with self._lock:
+            for series_unit, data in self._by_metric.get((namespace, name, dims), ()):
+                if unit is not None and series_unit != unit:
+                    continue
+                buckets = data.buckets
+                if last - first < len(buckets):  # a short window over a long history
+                    found = [(s, buckets[s]) for s in range(first, last) if s in buckets]
+                else:
+                    found = [(s, b) for s, b in buckets.items() if start <= s < end]
+                for second, bucket in found:
+                    slot = int(start + ((second - start) // period) * period)
+                    merged = periods.get(slot)
+                    if merged is None:
+                        merged = periods[slot] = _Bucket()
+                    merged.merge(bucket, histogram)
+                    units.setdefault(slot, series_unit)
+        return periods, units
 
     def totals(self) -> Iterator[tuple[Series, int, float]]:
         """Every series with its all-time datapoint count and sum (for Prometheus)."""

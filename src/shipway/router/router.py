@@ -15,15 +15,22 @@ the body as the model sends it. Once the stream has started, a model that stalls
 model timeout between two pieces, or that breaks off its answer, ends it with a
 :class:`ModelStreamError` (``ModelInvocationTimeExceeded``, ``StreamBroken``); the instance is not
 marked down for that (a model server breaks off a stream whose generator failed).
+
+An endpoint with shadow variants gets a sample of its invocations mirrored to them once production
+has answered (:mod:`shipway.router.mirror`): the caller never waits for the copy, and the shadow's
+answers feed the shadow report (:meth:`Router.shadow_report`) and its own per-variant metrics.
+Streamed invocations are not mirrored. An endpoint without shadows pays one attribute check.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shipway.domain.clock import Clock, SystemClock
 from shipway.domain.errors import (
     ModelError,
     PayloadTooLarge,
@@ -32,6 +39,8 @@ from shipway.domain.errors import (
     ValidationError,
 )
 from shipway.monitor.metrics import MetricsStore, SeriesGroup
+from shipway.monitor.shadow_report import Answer, ShadowReport
+from shipway.router.mirror import Mirror
 from shipway.router.routing import (
     EndpointRoute,
     InstanceRoute,
@@ -128,7 +137,12 @@ class Router:
         table: RoutingTable | None = None,
         on_instance_down: Callable[[str], None] = lambda _id: None,
         statuses: Callable[[str], str | None] = lambda _name: None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        max_shadow_in_flight: int = 64,
     ) -> None:
+        """``rng`` draws which requests are mirrored to shadow variants;
+        ``max_shadow_in_flight`` bounds the copies under way per endpoint."""
         self.table = table or RoutingTable()
         self.metrics = metrics
         self.account_id = account_id
@@ -138,9 +152,35 @@ class Router:
         self._statuses = statuses
         self._groups: dict[tuple[str, str], SeriesGroup] = {}
         """The status of an endpoint the table does not route (to say why), if it exists."""
+        self._clock: Clock = clock or SystemClock()
+        """Timestamps the metrics (so alarms and tests share one notion of now)."""
+        self._mirror = Mirror(
+            self._forward_shadow,
+            clock=self._clock,
+            rng=rng or random.Random(),
+            max_in_flight=max_shadow_in_flight,
+        )
 
     def apply(self, snapshot: Snapshot) -> None:
         self.table.apply(snapshot)
+        self._mirror.apply(snapshot)
+
+    def shadow_report(self, endpoint_name: str, tolerance: float = 0.0) -> ShadowReport | None:
+        """How the endpoint's shadow variant compares with production since the report started;
+        None when the endpoint is not routed with a shadow variant.
+
+        Outputs agree when they differ by at most ``tolerance`` (0: equal, or numerically equal).
+        """
+        route = self.table.get(endpoint_name)
+        return self._mirror.report(endpoint_name, tolerance, route)
+
+    def reset_shadow_report(self, endpoint_name: str) -> bool:
+        """Start the endpoint's shadow report afresh; False when it has none."""
+        return self._mirror.reset(endpoint_name)
+
+    async def drain_shadows(self, timeout: float | None = None) -> None:
+        """Wait for the mirrored copies under way; cancel those left after ``timeout`` s."""
+        await self._mirror.drain(timeout)
 
     def check_size(self, size: int) -> None:
         if size > self.max_payload_bytes:
@@ -173,10 +213,16 @@ class Router:
                 self._down(instance.instance_id)
                 continue  # never sent: another instance may take it
             except (ConnectionLost, UpstreamTimeout) as exc:
+                if route.shadows:
+                    failed = Answer(None, b"", time.perf_counter() - sent)
+                    self._mirror.send(route, variant, headers, invocation.body, failed)
                 raise self._failed(exc, route, variant, instance, started, sent) from exc
             finally:
                 instance.outstanding -= 1
             self._record(route, variant, started, sent, response.status)
+            if route.shadows:
+                answer = Answer(response.status, response.body, time.perf_counter() - sent)
+                self._mirror.send(route, variant, headers, invocation.body, answer)
             if response.status >= 400:
                 raise ModelError(response.status, response.body.decode("utf-8", "replace"))
             return InvocationResult(
@@ -284,6 +330,41 @@ class Router:
             )
         return variant
 
+    async def _forward_shadow(
+        self,
+        route: EndpointRoute,
+        shadow: VariantRoute,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> Answer:
+        """Send a mirrored copy to one of the shadow's instances, as :meth:`invoke` would; its
+        answer (status None: none came), never an error. Records the shadow's metrics."""
+        started = time.perf_counter()
+        tried: set[str] = set()
+        while True:
+            instance = shadow.pick()
+            if instance is None or instance.instance_id in tried:
+                return Answer(None)
+            tried.add(instance.instance_id)
+            instance.outstanding += 1
+            sent = time.perf_counter()
+            try:
+                response = await instance.upstream.request(
+                    b"POST", INVOCATIONS_PATH, headers, body, self.model_timeout_seconds
+                )
+            except ConnectFailed:
+                self._down(instance.instance_id)
+                continue
+            except (ConnectionLost, UpstreamTimeout) as exc:
+                self._record(route, shadow, started, sent, 500)
+                if isinstance(exc, ConnectionLost):
+                    self._down(instance.instance_id)
+                return Answer(None, b"", time.perf_counter() - sent)
+            finally:
+                instance.outstanding -= 1
+            self._record(route, shadow, started, sent, response.status)
+            return Answer(response.status, response.body, time.perf_counter() - sent)
+
     def _down(self, instance_id: str) -> None:
         self.table.mark_down(instance_id)
         try:
@@ -303,7 +384,7 @@ class Router:
             )
         model = (done - sent) * 1e6
         group.put(
-            time.time(),
+            self._clock.time(),
             (
                 1.0,
                 1.0 / max(1, variant.instance_count),

@@ -7,6 +7,10 @@ table at once, keeping the connection pools of instances that stay.
 Picking is pure: a variant by weight (or by name with ``TargetVariant``), then an instance by
 least outstanding requests (ties broken at random) or at random, among those not marked down.
 An instance the router finds dead is marked down at once, before the controller hears of it.
+
+An endpoint may also have shadow variants (``EndpointSnapshot.shadows``): they are never picked
+by weight nor by ``TargetVariant``; the router mirrors a sample of the requests to them, the
+fraction :meth:`EndpointRoute.sampling_fraction` of them.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ class VariantSnapshot:
 class EndpointSnapshot:
     endpoint_name: str
     variants: tuple[VariantSnapshot, ...]
+    """Production variants: they serve the requests."""
+    shadows: tuple[VariantSnapshot, ...] = ()
+    """Shadow variants: they get sampled copies of requests; their answers are not returned."""
 
 
 @dataclass(frozen=True)
@@ -102,12 +109,32 @@ class EndpointRoute:
     name: str
     variants: list[VariantRoute]
     _rng: random.Random = field(repr=False, default_factory=random.Random)
+    shadows: list[VariantRoute] = field(default_factory=list)
+    """Shadow variants; empty for most endpoints (the router checks this one attribute)."""
+
+    def sampling_fraction(self, shadow: VariantRoute) -> float:
+        """The share of requests mirrored to ``shadow``: its weight over production's, at most 1.
+
+        Production's weight is the sum of the production variants' weights (SageMaker allows
+        one production variant beside a shadow, so it is that variant's weight). A shadow of
+        weight 0 gets nothing; one beside production variants of weight 0 gets everything.
+        """
+        if shadow.weight <= 0:
+            return 0.0
+        production = sum(v.weight for v in self.variants)
+        return 1.0 if production <= shadow.weight else shadow.weight / production
 
     def variant(self, name: str) -> VariantRoute | None:
-        for variant in self.variants:
-            if variant.name == name:
-                return variant
-        return None
+        """The production variant of that name (never a shadow).
+
+        During a deployment that keeps the variant names, the old and the new fleet both have
+        it: then the request goes to one of them by the deployment's weights, as untargeted
+        traffic does.
+        """
+        named = [v for v in self.variants if v.name == name]
+        if len(named) <= 1:
+            return named[0] if named else None
+        return self._weighted(named) or named[0]
 
     def pick(self) -> VariantRoute | None:
         """A variant with probability weight / total weight, among those with a live instance.
@@ -115,7 +142,10 @@ class EndpointRoute:
         When a variant has lost every instance, its share goes to the others until the
         controller brings one back, rather than failing its share of requests.
         """
-        candidates = [v for v in self.variants if v.weight > 0 and v.available()]
+        return self._weighted(self.variants)
+
+    def _weighted(self, variants: list[VariantRoute]) -> VariantRoute | None:
+        candidates = [v for v in variants if v.weight > 0 and v.available()]
         if not candidates:
             return None
         if len(candidates) == 1:
@@ -140,38 +170,37 @@ class RoutingTable:
         """Replace the whole table with ``snapshot``, reusing the pools of kept instances."""
         upstreams: dict[str, Upstream] = {}
         previous: dict[str, InstanceRoute] = {
-            i.instance_id: i
-            for e in self._endpoints.values()
-            for v in e.variants
-            for i in v.instances
+            i.instance_id: i for v in self._variants() for i in v.instances
         }
+
+        def route(variant: VariantSnapshot) -> VariantRoute:
+            routes = []
+            for instance in variant.instances:
+                upstream = self._upstreams.get(instance.address)
+                if upstream is None:
+                    upstream = Upstream(instance.address)
+                upstreams[instance.address] = upstream
+                kept = previous.get(instance.instance_id)
+                if kept is not None and kept.upstream is upstream:
+                    routes.append(kept)  # in-flight requests still count against it
+                else:
+                    routes.append(InstanceRoute(instance.instance_id, upstream))
+            return VariantRoute(
+                variant.variant_name,
+                variant.model_name,
+                variant.weight,
+                variant.strategy,
+                routes,
+                self._rng,
+            )
+
         endpoints: dict[str, EndpointRoute] = {}
         for endpoint in snapshot.endpoints:
-            variants = []
-            for variant in endpoint.variants:
-                routes = []
-                for instance in variant.instances:
-                    upstream = self._upstreams.get(instance.address)
-                    if upstream is None:
-                        upstream = Upstream(instance.address)
-                    upstreams[instance.address] = upstream
-                    kept = previous.get(instance.instance_id)
-                    if kept is not None and kept.upstream is upstream:
-                        routes.append(kept)  # in-flight requests still count against it
-                    else:
-                        routes.append(InstanceRoute(instance.instance_id, upstream))
-                variants.append(
-                    VariantRoute(
-                        variant.variant_name,
-                        variant.model_name,
-                        variant.weight,
-                        variant.strategy,
-                        routes,
-                        self._rng,
-                    )
-                )
             endpoints[endpoint.endpoint_name] = EndpointRoute(
-                endpoint.endpoint_name, variants, self._rng
+                endpoint.endpoint_name,
+                [route(v) for v in endpoint.variants],
+                self._rng,
+                [route(v) for v in endpoint.shadows],
             )
         for address, upstream in self._upstreams.items():
             if address not in upstreams:
@@ -180,11 +209,14 @@ class RoutingTable:
         self._upstreams = upstreams
         self.version = snapshot.version
 
+    def _variants(self) -> list[VariantRoute]:
+        """Every variant of every endpoint, production and shadow."""
+        return [v for e in self._endpoints.values() for v in (*e.variants, *e.shadows)]
+
     def _instances(self, instance_id: str) -> list[InstanceRoute]:
         return [
             instance
-            for endpoint in self._endpoints.values()
-            for variant in endpoint.variants
+            for variant in self._variants()
             for instance in variant.instances
             if instance.instance_id == instance_id
         ]

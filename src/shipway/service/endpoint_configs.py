@@ -41,7 +41,6 @@ class EndpointConfigService:
         self, request: CreateEndpointConfigInput
     ) -> CreateEndpointConfigOutput:
         unsupported = {
-            "ShadowProductionVariants": request.shadow_production_variants,
             "DataCaptureConfig": request.data_capture_config,
             "AsyncInferenceConfig": request.async_inference_config,
         }

@@ -1,15 +1,24 @@
-"""Endpoint operations: create, describe, list, delete.
+"""Endpoint operations: create, describe, list, update, delete.
 
-These only write desired state (an :class:`Endpoint` record with its status) and wake the
-controller, which starts and stops instances and moves the status on.
+These only write desired state (an :class:`Endpoint` record with its status, and for
+UpdateEndpoint a planned :class:`~shipway.domain.deployment.Deployment`) and wake the
+controller, which starts and stops instances and moves the status and the deployment on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
+from shipway.control.rollout import Plan, plan
 from shipway.domain.clock import Clock
+from shipway.domain.deployment import (
+    Deployment,
+    DeploymentConfig,
+    DeploymentPhase,
+    UpdateEndpointInput,
+    VariantProperty,
+)
 from shipway.domain.endpoint import (
     CreateEndpointInput,
     CreateEndpointOutput,
@@ -18,19 +27,32 @@ from shipway.domain.endpoint import (
     Endpoint,
     EndpointStatus,
     EndpointSummary,
+    PendingDeploymentSummary,
+    PendingProductionVariantSummary,
+    ProductionVariantStatus,
     ProductionVariantSummary,
     UpdateEndpointWeightsAndCapacitiesInput,
     VariantState,
+    VariantStatusValue,
 )
+from shipway.domain.endpoint_config import EndpointConfig, ProductionVariant
 from shipway.domain.errors import InvalidState, NotFound, ResourceLimitExceeded, ValidationError
 from shipway.domain.instance import Instance, InstanceStatus
 from shipway.domain.listing import ListEndpointsInput
 from shipway.domain.names import Account
 from shipway.store.metadata import MetadataStore
 
-__all__ = ["EndpointService"]
+__all__ = ["AlarmLookup", "EndpointService"]
 
 KIND = "endpoint"
+
+
+class AlarmLookup(Protocol):
+    """What deployments need of the alarms: which exist, and their states."""
+
+    def missing(self, names: Sequence[str]) -> list[str]: ...
+
+    def states(self, names: Sequence[str]) -> Mapping[str, str]: ...
 
 
 class EndpointService:
@@ -41,7 +63,9 @@ class EndpointService:
         clock: Clock,
         on_change: Callable[[str], None] = lambda _name: None,
         max_instances: int | None = None,
+        alarms: AlarmLookup | None = None,
     ) -> None:
+        self._alarms = alarms
         self._max_instances = max_instances
         self._store = store
         self._account = account
@@ -52,19 +76,9 @@ class EndpointService:
         return self._account.arn(KIND, name)
 
     def create_endpoint(self, request: CreateEndpointInput) -> CreateEndpointOutput:
+        config = self._config(request.endpoint_config_name)
         if request.deployment_config is not None:
-            raise ValidationError("DeploymentConfig is not supported yet.")
-        config = self._store.endpoint_configs.get(request.endpoint_config_name)
-        if config is None:
-            raise NotFound(
-                "endpoint configuration",
-                request.endpoint_config_name,
-                self._account.arn("endpoint-config", request.endpoint_config_name),
-            )
-        for variant in config.production_variants:
-            model_name = variant.model_name or ""
-            if self._store.models.get(model_name) is None:
-                raise NotFound("model", model_name, self._account.arn("model", model_name))
+            self._check_alarms(request.deployment_config)
         self._check_quota(sum(v.initial_instance_count or 0 for v in config.production_variants))
         now = self._clock.now()
         arn = self.arn(request.endpoint_name)
@@ -84,11 +98,120 @@ class EndpointService:
                 )
                 for v in config.production_variants
             ],
+            deployment_config=request.deployment_config,
             tags=request.tags,
         )
         self._store.endpoints.add(endpoint, KIND, arn)
         self._on_change(endpoint.endpoint_name)
         return CreateEndpointOutput(endpoint_arn=arn)
+
+    def _config(self, name: str) -> EndpointConfig:
+        """A configuration to deploy: it and every model it names must exist."""
+        config = self._store.endpoint_configs.get(name)
+        if config is None:
+            raise NotFound(
+                "endpoint configuration", name, self._account.arn("endpoint-config", name)
+            )
+        for variant in config.all_variants():
+            model_name = variant.model_name or ""
+            if self._store.models.get(model_name) is None:
+                raise NotFound("model", model_name, self._account.arn("model", model_name))
+        return config
+
+    def _check_alarms(self, policy: DeploymentConfig) -> None:
+        names = policy.alarm_names
+        missing = self._alarms.missing(names) if self._alarms is not None and names else []
+        if self._alarms is None and names:
+            missing = names
+        if missing:
+            raise ValidationError(
+                f"AutoRollbackConfiguration names alarm{'s' if len(missing) > 1 else ''} that "
+                f"do{'' if len(missing) > 1 else 'es'} not exist: {', '.join(missing)}. Create "
+                "them first (CloudWatch PutMetricAlarm, or `shipway alarms put`)."
+            )
+
+    def update_endpoint(self, request: UpdateEndpointInput) -> CreateEndpointOutput:
+        """Deploy a new configuration to a running endpoint (SageMaker §5.3, §5.4).
+
+        Everything is checked and the whole deployment planned here, so a bad request leaves
+        the running endpoint untouched; the controller then carries the plan out.
+        """
+        endpoint = self.get(request.endpoint_name)
+        _check_updatable(endpoint)
+        config = self._config(request.endpoint_config_name)
+        if request.retain_deployment_config and request.deployment_config is not None:
+            raise ValidationError(
+                "Give either DeploymentConfig or RetainDeploymentConfig=true, not both."
+            )
+        if request.retain_deployment_config:
+            policy = endpoint.deployment_config or DeploymentConfig()
+        else:
+            policy = request.deployment_config or DeploymentConfig()
+        self._check_alarms(policy)
+        excluded = {
+            p.variant_property_type for p in request.exclude_retained_variant_properties or []
+        }
+        if excluded and not request.retain_all_variant_properties:
+            raise ValidationError(
+                "ExcludeRetainedVariantProperties applies only when RetainAllVariantProperties "
+                "is true."
+            )
+        variants = _new_variants(
+            endpoint, config, retain=bool(request.retain_all_variant_properties), excluded=excluded
+        )
+        if not any(v.desired_weight > 0 and v.desired_instance_count > 0 for v in variants):
+            raise ValidationError(
+                "At least one variant of the new configuration must have a weight above 0 and "
+                "at least one instance."
+            )
+        old_counts = _counts(
+            endpoint.config, {v.variant_name: v.desired_instance_count for v in endpoint.variants}
+        )
+        new_counts = _counts(config, {v.variant_name: v.desired_instance_count for v in variants})
+        steps = plan(
+            policy,
+            old_counts=old_counts,
+            new_counts=new_counts,
+            old_production=[v.variant_name for v in endpoint.config.production_variants],
+            new_production=[v.variant_name for v in config.production_variants],
+        )
+        self._check_quota(_peak(steps, old_counts) - sum(old_counts.values()))
+        now = self._clock.now()
+        generation = endpoint.latest_generation + 1
+        deployment = Deployment(
+            endpoint_config_name=config.endpoint_config_name,
+            config=config,
+            variants=variants,
+            generation=generation,
+            deployment_config=policy,
+            steps=steps.steps,
+            bake_seconds=steps.bake_seconds,
+            termination_wait_seconds=steps.termination_wait_seconds,
+            maximum_execution_seconds=steps.maximum_execution_seconds,
+            rollback_batch=steps.rollback_batch,
+            started=now,
+            phase_started=now,
+            new_counts=steps.steps[0].new_counts,
+            old_counts=old_counts,
+            old_full_counts=old_counts,
+        )
+
+        def deploying(current: Endpoint) -> Endpoint:
+            _check_updatable(current)
+            return current.model_copy(
+                update={
+                    "deployment": deployment,
+                    "deployment_config": policy,
+                    "latest_generation": generation,
+                    "endpoint_status": EndpointStatus.UPDATING,
+                    "failure_reason": None,
+                    "last_modified_time": now,
+                }
+            )
+
+        self._store.endpoints.update(endpoint.endpoint_name, deploying)
+        self._on_change(endpoint.endpoint_name)
+        return CreateEndpointOutput(endpoint_arn=endpoint.endpoint_arn)
 
     def update_endpoint_weights_and_capacities(
         self, request: UpdateEndpointWeightsAndCapacitiesInput
@@ -180,47 +303,139 @@ class EndpointService:
     def describe_endpoint(self, name: str) -> DescribeEndpointOutput:
         endpoint = self.get(name)
         instances = self._store.instances.for_endpoint(endpoint.endpoint_name)
-        serving = endpoint.endpoint_status in (EndpointStatus.IN_SERVICE, EndpointStatus.UPDATING)
-        summaries = []
-        for variant, state in zip(
-            endpoint.config.production_variants, endpoint.variants, strict=True
-        ):
-            model = self._store.models.get(variant.model_name or "")
-            image = model.all_containers()[0].image if model is not None else None
-            in_service = sum(
+        serving = endpoint.endpoint_status in (
+            EndpointStatus.IN_SERVICE,
+            EndpointStatus.UPDATING,
+            EndpointStatus.ROLLING_BACK,
+        )
+
+        def in_service(generation: int, variant: str) -> int:
+            return sum(
                 1
                 for i in instances
-                if i.variant_name == variant.variant_name
+                if i.generation == generation
+                and i.variant_name == variant
                 and i.status is InstanceStatus.IN_SERVICE
-                and i.generation == endpoint.generation
             )
+
+        d = endpoint.deployment
+        weights = {v.variant_name: v.desired_weight for v in endpoint.variants}
+        counts = {v.variant_name: v.desired_instance_count for v in endpoint.variants}
+        share = d.share if d is not None else 0.0
+        heading = 0.0  # the new fleet's share where the deployment is heading now
+        if d is not None and d.phase is not DeploymentPhase.ROLLING_BACK:
+            heading = d.current_step.share
+        summaries = []
+        for variant in endpoint.config.production_variants:
+            weight = weights.get(variant.variant_name, 0.0)
+            current = in_service(endpoint.generation, variant.variant_name)
+            desired = counts.get(variant.variant_name, 0)
+            if d is not None:
+                desired = d.old_counts.get(variant.variant_name, desired)
             summaries.append(
                 ProductionVariantSummary(
-                    variant_name=variant.variant_name,
-                    deployed_images=[
-                        DeployedImage(
-                            specified_image=image,
-                            resolved_image=image,
-                            resolution_time=endpoint.creation_time,
-                        )
-                    ],
-                    current_weight=state.desired_weight if serving else None,
-                    desired_weight=state.desired_weight,
-                    current_instance_count=in_service,
-                    desired_instance_count=state.desired_instance_count,
-                    routing_config=variant.routing_config,
+                    **self._summary(endpoint, variant),
+                    current_weight=weight * (1 - share) if serving else None,
+                    desired_weight=weight * (1 - heading),
+                    current_instance_count=current,
+                    desired_instance_count=desired,
+                    variant_status=_old_status(d, current, desired),
                 )
             )
+        shadows = [
+            ProductionVariantSummary(
+                **self._summary(endpoint, v),
+                current_weight=v.weight if serving else None,
+                desired_weight=v.weight,
+                current_instance_count=in_service(endpoint.generation, v.variant_name),
+                desired_instance_count=v.initial_instance_count,
+            )
+            for v in endpoint.config.shadow_production_variants or []
+        ]
         return DescribeEndpointOutput(
             endpoint_name=endpoint.endpoint_name,
             endpoint_arn=endpoint.endpoint_arn,
             endpoint_config_name=endpoint.endpoint_config_name,
             production_variants=summaries,
+            shadow_production_variants=shadows or None,
             endpoint_status=endpoint.endpoint_status,
             failure_reason=endpoint.failure_reason,
             creation_time=endpoint.creation_time,
             last_modified_time=endpoint.last_modified_time,
+            last_deployment_config=endpoint.deployment_config,
+            pending_deployment_summary=(
+                self._pending(endpoint, d, in_service) if d is not None else None
+            ),
         )
+
+    def _summary(self, endpoint: Endpoint, variant: ProductionVariant) -> dict[str, Any]:
+        model = self._store.models.get(variant.model_name or "")
+        image = model.all_containers()[0].image if model is not None else None
+        return {
+            "variant_name": variant.variant_name,
+            "deployed_images": [
+                DeployedImage(
+                    specified_image=image,
+                    resolved_image=image,
+                    resolution_time=endpoint.creation_time,
+                )
+            ],
+            "routing_config": variant.routing_config,
+        }
+
+    def _pending(
+        self, endpoint: Endpoint, d: Deployment, in_service: Callable[[int, str], int]
+    ) -> PendingDeploymentSummary:
+        weights = {v.variant_name: v.desired_weight for v in d.variants}
+        final = {v.variant_name: v.desired_instance_count for v in d.variants}
+        production = []
+        for variant in d.config.production_variants:
+            current = in_service(d.generation, variant.variant_name)
+            production.append(
+                PendingProductionVariantSummary(
+                    **self._summary(endpoint, variant),
+                    current_weight=weights.get(variant.variant_name, 0.0) * d.share,
+                    desired_weight=weights.get(variant.variant_name, 0.0),
+                    current_instance_count=current,
+                    desired_instance_count=final.get(variant.variant_name, 0),
+                    variant_status=[
+                        _new_status(d, current, d.new_counts.get(variant.variant_name, 0))
+                    ],
+                    instance_type=variant.instance_type,
+                    accelerator_type=variant.accelerator_type,
+                )
+            )
+        shadows = [
+            PendingProductionVariantSummary(
+                **self._summary(endpoint, v),
+                current_weight=v.weight,
+                desired_weight=v.weight,
+                current_instance_count=in_service(d.generation, v.variant_name),
+                desired_instance_count=v.initial_instance_count,
+                instance_type=v.instance_type,
+            )
+            for v in d.config.shadow_production_variants or []
+        ]
+        return PendingDeploymentSummary(
+            endpoint_config_name=d.endpoint_config_name,
+            production_variants=production,
+            shadow_production_variants=shadows or None,
+            start_time=d.started,
+        )
+
+    def deployment_view(self, endpoint: Endpoint) -> dict[str, Any]:
+        """The deployment in progress as the CLI shows it: plan, step, phase, timings, alarms."""
+        d = endpoint.deployment
+        assert d is not None
+        names = d.deployment_config.alarm_names
+        states = self._alarms.states(names) if self._alarms is not None and names else {}
+        view = d.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"config"})
+        view["EndpointStatus"] = endpoint.endpoint_status.value
+        view["Alarms"] = [
+            {"AlarmName": n, "StateValue": str(states.get(n, "MISSING"))} for n in names
+        ]
+        view["Now"] = self._clock.now().isoformat()
+        return view
 
     def list_instances(self, name: str) -> list[Instance]:
         """The instances running for an endpoint, as the controller last recorded them."""
@@ -268,3 +483,132 @@ def _given(changes: dict[str, Any], variant: str, field: str, current: Any) -> A
     change = changes.get(variant)
     value = getattr(change, field, None) if change is not None else None
     return current if value is None else value
+
+
+def _check_updatable(endpoint: Endpoint) -> None:
+    if endpoint.endpoint_status is not EndpointStatus.IN_SERVICE:
+        doing = " (a deployment is in progress)" if endpoint.deployment is not None else ""
+        raise InvalidState(
+            f'Cannot update endpoint "{endpoint.endpoint_arn}" while it is '
+            f"{endpoint.endpoint_status.value}{doing}; it must be InService."
+        )
+
+
+def _new_variants(
+    endpoint: Endpoint, config: EndpointConfig, *, retain: bool, excluded: set[VariantProperty]
+) -> list[VariantState]:
+    """The new fleet's weights and counts: the new configuration's, or with
+    RetainAllVariantProperties the endpoint's live values for variants it already has (except
+    the properties in ExcludeRetainedVariantProperties)."""
+    current = {v.variant_name: v for v in endpoint.variants} if retain else {}
+    variants = []
+    for variant in config.production_variants:
+        kept = current.get(variant.variant_name)
+        weight, count = variant.weight, variant.initial_instance_count or 0
+        if kept is not None and VariantProperty.DESIRED_WEIGHT not in excluded:
+            weight = kept.desired_weight
+        if kept is not None and VariantProperty.DESIRED_INSTANCE_COUNT not in excluded:
+            count = kept.desired_instance_count
+        variants.append(
+            VariantState(
+                variant_name=variant.variant_name,
+                desired_weight=weight,
+                desired_instance_count=count,
+            )
+        )
+    return variants
+
+
+def _counts(config: EndpointConfig, production: dict[str, int]) -> dict[str, int]:
+    """Instances per variant of a fleet: production counts as given, shadows as configured."""
+    counts = {v.variant_name: production.get(v.variant_name, 0) for v in config.production_variants}
+    for shadow in config.shadow_production_variants or []:
+        counts[shadow.variant_name] = shadow.initial_instance_count or 0
+    return counts
+
+
+def _peak(steps: Plan, old_counts: dict[str, int]) -> int:
+    """The most instances both fleets run at once during the deployment."""
+    peak = 0
+    old = sum(old_counts.values())
+    for step in steps.steps:
+        peak = max(peak, sum(step.new_counts.values()) + old)
+        old = sum(step.old_counts.values())
+    return peak
+
+
+def _old_status(
+    d: Deployment | None, current: int, desired: int
+) -> list[ProductionVariantStatus] | None:
+    """The old fleet's stage during a deployment: being removed, or restored by a rollback."""
+    if d is None:
+        return None
+    if d.phase is DeploymentPhase.ROLLING_BACK:
+        return [
+            ProductionVariantStatus(
+                status=VariantStatusValue.ACTIVATING_TRAFFIC,
+                status_message=f"Rolling back: {d.reason}",
+                start_time=d.phase_started,
+            )
+        ]
+    if d.phase is DeploymentPhase.DELETING_OLD_FLEET:
+        return [
+            ProductionVariantStatus(
+                status=VariantStatusValue.DELETING,
+                status_message="The deployment succeeded: the old fleet drains and stops.",
+                start_time=d.phase_started,
+            )
+        ]
+    if d.phase is DeploymentPhase.TERMINATION_WAIT:
+        return [
+            ProductionVariantStatus(
+                status=VariantStatusValue.DELETING,
+                status_message=(
+                    f"Kept for {d.termination_wait_seconds:.0f} s "
+                    "(TerminationWaitInSeconds) for a fast rollback, then removed."
+                ),
+                start_time=d.phase_started,
+            )
+        ]
+    if current > desired:
+        return [
+            ProductionVariantStatus(
+                status=VariantStatusValue.DELETING,
+                status_message=f"Removing {current - desired} old instance(s).",
+                start_time=d.phase_started,
+            )
+        ]
+    return None
+
+
+def _new_status(d: Deployment, current: int, needed: int) -> ProductionVariantStatus:
+    """The new fleet's stage: Creating, ActivatingTraffic, Baking, or Deleting (rollback)."""
+    step = f"step {d.step + 1} of {len(d.steps)}"
+    alarms = d.deployment_config.alarm_names
+    watching = f"; watching alarm(s) {', '.join(alarms)}" if alarms else ""
+    if d.phase is DeploymentPhase.ROLLING_BACK:
+        status, message = VariantStatusValue.DELETING, f"Rolling back: {d.reason}"
+    elif d.phase is DeploymentPhase.PROVISIONING and current < needed:
+        status = VariantStatusValue.CREATING
+        message = f"Starting instances for {step}: {current} of {needed} in service."
+    elif d.phase is DeploymentPhase.PROVISIONING:
+        status = VariantStatusValue.ACTIVATING_TRAFFIC
+        message = f"Moving {d.current_step.share:.0%} of traffic to the new fleet ({step})."
+    elif d.phase is DeploymentPhase.DELETING_OLD_FLEET:
+        status = VariantStatusValue.UPDATING
+        message = "All traffic on the new fleet; removing the old fleet."
+    elif d.phase is DeploymentPhase.BAKING:
+        status = VariantStatusValue.BAKING
+        message = (
+            f"{d.share:.0%} of traffic on the new fleet ({step}); baking for "
+            f"{d.bake_seconds:.0f} s{watching}."
+        )
+    else:
+        status = VariantStatusValue.BAKING
+        message = (
+            "All traffic on the new fleet; waiting TerminationWaitInSeconds "
+            f"({d.termination_wait_seconds:.0f} s) before removing the old fleet{watching}."
+        )
+    return ProductionVariantStatus(
+        status=status, status_message=message, start_time=d.phase_started
+    )

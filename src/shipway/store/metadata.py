@@ -33,13 +33,14 @@ from shipway.domain.listing import ListEndpointsInput, ListInput, SortBy, SortOr
 from shipway.domain.model import Model
 from shipway.domain.shape import Shape
 from shipway.store import schema
+from shipway.store.alarms import AlarmStore
 
 __all__ = ["Collection", "Instances", "MetadataStore"]
 
 S = TypeVar("S", bound=Shape)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0002"
+HEAD = "0003"
 
 
 def _epoch(value: datetime) -> float:
@@ -105,14 +106,18 @@ class Collection(Generic[S]):
         status is no longer ``expected_status``).
 
         Writers that each change part of an item (the controller its status, the API its
-        tags) never lose each other's change: PostgreSQL locks the row; SQLite refuses a write
-        over a newer one, and the whole read-change-write is tried again.
+        tags) never lose each other's change: PostgreSQL locks the row; on SQLite the write
+        lock is taken before the read (``BEGIN IMMEDIATE``: the driver would otherwise begin
+        only at the write, after a read another writer may already have made stale).
         """
         t = self._table
         key = name.lower()
+        sqlite = self._engine.dialect.name == "sqlite"
         for attempt in range(5):
             try:
                 with self._engine.begin() as conn:
+                    if sqlite:
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
                     select = sa.select(t.c.doc).where(t.c.name_key == key)
                     if expected_status is not None:
                         select = select.where(t.c.status == expected_status)
@@ -301,6 +306,7 @@ class MetadataStore:
             },
         )
         self.instances = Instances(self.engine)
+        self.alarms = AlarmStore(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

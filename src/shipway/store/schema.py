@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["endpoint_configs", "endpoints", "instances", "metadata", "models"]
+__all__ = [
+    "alarm_history",
+    "alarms",
+    "endpoint_configs",
+    "endpoints",
+    "instances",
+    "metadata",
+    "models",
+]
 
 metadata = sa.MetaData()
 
@@ -41,5 +49,27 @@ instances = sa.Table(
     sa.Column("variant_name", sa.String(64), nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("address", sa.String(512), nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+)
+# CloudWatch alarm names are case-sensitive (unlike SageMaker's): the name itself is the key.
+alarms = sa.Table(
+    "alarms",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("arn", sa.String(1600), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("namespace", sa.String(255), nullable=False),
+    sa.Column("metric_name", sa.String(255), nullable=False),
+    sa.Column("configuration_updated", sa.Float, nullable=False),
+    sa.Column("tags", sa.Text, nullable=True),
+    sa.Column("doc", sa.Text, nullable=False),
+)
+alarm_history = sa.Table(
+    "alarm_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alarm_name", sa.String(255), nullable=False, index=True),
+    sa.Column("timestamp", sa.Float, nullable=False, index=True),
+    sa.Column("item_type", sa.String(32), nullable=False),
     sa.Column("doc", sa.Text, nullable=False),
 )

@@ -317,3 +317,117 @@ def test_close_closes_every_pooled_connection() -> None:
         return closed
 
     assert asyncio.run(scenario()) is True
+
+
+# -- shadow variants --------------------------------------------------------------------------
+
+
+def with_shadow(
+    production: VariantSnapshot, shadow: VariantSnapshot, *, version: int = 1
+) -> Snapshot:
+    return Snapshot(
+        endpoints=(EndpointSnapshot("orders", (production,), shadows=(shadow,)),), version=version
+    )
+
+
+def test_an_endpoint_snapshot_has_no_shadows_unless_given() -> None:
+    _, route = table_with(variant("blue", 1, "b1"))
+
+    assert EndpointSnapshot("orders", ()).shadows == ()
+    assert route.shadows == []
+
+
+def test_a_shadow_is_never_picked_by_weight_nor_by_name() -> None:
+    table = RoutingTable(random.Random(3))
+    table.apply(with_shadow(variant("blue", 1, "b1"), variant("shadow", 5, "s1")))
+    route = table.get("orders")
+    assert route is not None
+
+    assert variant_picks(route, 2_000) == Counter({"blue": 2_000})
+    assert route.variant("shadow") is None
+    [shadow] = route.shadows
+    assert shadow.name == "shadow"
+    assert shadow.model_name == "model-shadow"
+    assert shadow.pick() is not None
+
+
+def test_an_endpoint_whose_production_is_down_gets_no_variant_even_with_a_live_shadow() -> None:
+    table = RoutingTable(random.Random(3))
+    table.apply(with_shadow(variant("blue", 1, "b1"), variant("shadow", 1, "s1")))
+    route = table.get("orders")
+    assert route is not None
+
+    table.mark_down("b1")
+
+    assert route.pick() is None
+
+
+@pytest.mark.parametrize(
+    ("production", "shadow", "fraction"),
+    [(1, 1, 1.0), (1, 0.25, 0.25), (4, 1, 0.25), (1, 3, 1.0), (1, 0, 0.0), (0, 1, 1.0)],
+)
+def test_the_sampling_fraction_is_the_shadow_weight_over_production_at_most_one(
+    production: float, shadow: float, fraction: float
+) -> None:
+    table = RoutingTable()
+    table.apply(with_shadow(variant("blue", production, "b1"), variant("shadow", shadow, "s1")))
+    route = table.get("orders")
+    assert route is not None
+
+    assert route.sampling_fraction(route.shadows[0]) == pytest.approx(fraction)
+
+
+def test_apply_keeps_shadow_instance_routes_and_pools_and_shares_pools_by_address() -> None:
+    table = RoutingTable(random.Random(3))
+    table.apply(with_shadow(variant("blue", 1, "b1"), variant("shadow", 1, "s1")))
+    before = table.get("orders")
+    assert before is not None
+    kept = before.shadows[0].instances[0]
+    kept.outstanding = 2
+
+    table.apply(with_shadow(variant("blue", 1, "b1"), variant("shadow", 0.5, "s1"), version=2))
+
+    after = table.get("orders")
+    assert after is not None
+    assert after.shadows[0].instances[0] is kept
+    assert kept.outstanding == 2
+    assert after.shadows[0].weight == 0.5
+    # an instance that moves from production to shadow under another id keeps its pool
+    moved = VariantSnapshot("shadow", "m", 1, LEAST, (InstanceSnapshot("s9", "unix:/run/b1.sock"),))
+    table.apply(with_shadow(variant("blue", 1, "b2"), moved, version=3))
+    last = table.get("orders")
+    assert last is not None
+    assert last.shadows[0].instances[0].upstream is instance_of(before, "blue", "b1").upstream
+
+
+def test_mark_down_and_up_reach_shadow_instances() -> None:
+    table = RoutingTable(random.Random(3))
+    table.apply(with_shadow(variant("blue", 1, "b1"), variant("shadow", 1, "s1")))
+    route = table.get("orders")
+    assert route is not None
+    shadow = route.shadows[0]
+
+    table.mark_down("s1")
+    assert shadow.pick() is None
+    assert route.pick() is not None
+
+    table.mark_up("s1")
+    assert shadow.pick() is not None
+
+
+def test_apply_closes_the_pool_of_a_shadow_that_goes() -> None:
+    async def scenario() -> bool:
+        table = RoutingTable(random.Random(3))
+        table.apply(with_shadow(variant("blue", 1, "b1"), variant("shadow", 1, "s1")))
+        route = table.get("orders")
+        assert route is not None
+        peer = await _pool_a_connection(route.shadows[0].instances[0].upstream)
+
+        table.apply(snapshot(variant("blue", 1, "b1"), version=2))
+
+        closed = await _closed_by_router(peer)
+        table.close()
+        peer.close()
+        return closed
+
+    assert asyncio.run(scenario()) is True

@@ -236,10 +236,6 @@ def test_multi_model_mode_is_not_supported_yet(services: Services) -> None:
     ("fields", "variants", "feature"),
     [
         pytest.param(
-            {"ShadowProductionVariants": [variant("shadow")]}, [variant()],
-            "ShadowProductionVariants", id="shadow",
-        ),
-        pytest.param(
             {"AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": "s3://b/out"}}},
             [variant()], "AsyncInferenceConfig", id="async",
         ),
@@ -268,12 +264,24 @@ def test_endpoint_config_features_not_supported_yet(
     assert services.store.endpoint_configs.get("c") is None
 
 
-def test_deployment_config_is_not_supported_yet(services: Services) -> None:
+@pytest.mark.parametrize(
+    ("deployment_config", "message"),
+    [
+        ({"RollingUpdatePolicy": {}}, "rollingUpdatePolicy.maximumBatchSize"),
+        (
+            {"AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "nope"}]}},
+            "alarm that does not exist: nope",
+        ),
+    ],
+)
+def test_create_endpoint_rejects_a_bad_deployment_config(
+    services: Services, deployment_config: dict[str, Any], message: str
+) -> None:
     services.model("m")
     services.config("c")
 
-    with pytest.raises(ValidationError, match="DeploymentConfig is not supported yet"):
-        services.endpoint("e", "c", DeploymentConfig={"RollingUpdatePolicy": {}})
+    with pytest.raises(ValidationError, match=message):
+        services.endpoint("e", "c", DeploymentConfig=deployment_config)
 
     assert services.store.endpoints.get("e") is None
     assert services.changes == []

@@ -19,7 +19,7 @@ from shipway.domain.listing import ListEndpointsInput, ListInput, SortBy, SortOr
 from shipway.domain.model import ContainerDefinition, Model
 from shipway.domain.names import Account
 from shipway.domain.shape import parse
-from shipway.store.metadata import Collection, MetadataStore, migrate
+from shipway.store.metadata import HEAD, Collection, MetadataStore, migrate
 
 ACCOUNT = Account()
 START = ManualClock().now()
@@ -507,9 +507,36 @@ def test_a_database_at_revision_0001_opens_and_keeps_its_rows(store_url: str) ->
         assert {"models", "endpoint_configs", "endpoints", "instances"} <= set(tables)
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
-                ("0002",)
+                (HEAD,)
             ]
         store.instances.put(make_instance("i-1", "Old-Endpoint"))
         assert [i.instance_id for i in store.instances.for_endpoint("old-endpoint")] == ["i-1"]
     finally:
         store.close()
+
+
+def test_concurrent_updates_lose_no_change(store: MetadataStore) -> None:
+    """Eight threads each add tags one read-change-write at a time: every tag survives."""
+    import threading
+
+    from shipway.domain.model import Tag
+
+    store.endpoints.add(make_endpoint("ep"), "endpoint", ACCOUNT.arn("endpoint", "ep"))
+
+    def tagger(worker: int) -> None:
+        for n in range(10):
+
+            def add_tag(current: Endpoint, key: str = f"w{worker}-{n}") -> Endpoint:
+                tags = [*(current.tags or []), Tag(key=key, value="1")]
+                return current.model_copy(update={"tags": tags})
+
+            store.endpoints.update("ep", add_tag)
+
+    threads = [threading.Thread(target=tagger, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = store.endpoints.get("ep")
+    assert stored is not None
+    assert len(stored.tags or []) == 80
