@@ -34,6 +34,9 @@ VERSIONED_INFERENCE_PY = textwrap.dedent(
 
 
     def model_fn(model_dir):
+        gate = os.environ.get("MODEL_LOAD_GATE")
+        if gate and os.path.exists(gate):
+            raise RuntimeError(f"model version {VERSION} cannot load: {gate} exists")
         return joblib.load(os.path.join(model_dir, "model.joblib"))
 
 
@@ -65,8 +68,9 @@ class VersionedModel:
 
 def versioned_model(folder: Path) -> VersionedModel:
     """One sklearn classifier (breast cancer) served by an ``inference.py`` that reports the
-    ``MODEL_VERSION`` of its container, fails when ``MODEL_FAIL`` is set and sleeps
-    ``MODEL_SLOW_MS`` per request: versions differ only in their environment."""
+    ``MODEL_VERSION`` of its container, fails when ``MODEL_FAIL`` is set, sleeps
+    ``MODEL_SLOW_MS`` per request, and cannot load once the file ``MODEL_LOAD_GATE`` names
+    exists: versions differ only in their environment."""
     trained = train_sklearn(folder / "model")
     (trained.folder / "code").mkdir(exist_ok=True)
     (trained.folder / "code" / "inference.py").write_text(VERSIONED_INFERENCE_PY)

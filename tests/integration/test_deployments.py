@@ -571,3 +571,58 @@ def test_an_alarm_during_the_canary_bake_rolls_everything_back(
     wait_until(lambda: generations(platform) == {1: 2}, 30, "the canary fleet to go")
     history = cloudwatch.describe_alarm_history(AlarmName="e-guard", HistoryItemType="StateUpdate")
     assert any("to ALARM" in h["HistorySummary"] for h in history["AlarmHistoryItems"])
+
+
+def test_a_rollback_drill_with_set_alarm_state_and_a_rollback_that_fails(
+    platform: RunningPlatform, sagemaker: Any, model: VersionedModel, tmp_path: Path
+) -> None:
+    """SetAlarmState ALARM during a rolling bake starts the rollback; when the old model can no
+    longer load, the endpoint is UpdateRollbackFailed and keeps serving from what is up."""
+    gate = tmp_path / "gate"
+    create_model(sagemaker, model, "m1", MODEL_VERSION="1", MODEL_LOAD_GATE=str(gate))
+    create_model(sagemaker, model, "m2", MODEL_VERSION="2")
+    create_config(sagemaker, "v1", "m1")
+    create_config(sagemaker, "v2", "m2")
+    sagemaker.create_endpoint(EndpointName="e", EndpointConfigName="v1")
+    wait_in_service(sagemaker, "e")
+    cloudwatch = aws(platform.url, "cloudwatch")
+    put_alarm(cloudwatch, "drill", "Invocation5XXErrors", 1.0)
+    with Load(platform.url, "e", body(model)) as load:
+        sagemaker.update_endpoint(
+            EndpointName="e",
+            EndpointConfigName="v2",
+            DeploymentConfig={
+                "RollingUpdatePolicy": {
+                    "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                    "WaitIntervalInSeconds": 100,
+                    "RollbackMaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                },
+                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "drill"}]},
+            },
+        )
+        wait_phase(platform, "Baking", 0)
+        platform.clock.advance(100)
+        wait_phase(platform, "Baking", 1)
+        wait_until(lambda: generations(platform) == {1: 1, 2: 2}, 30, "one old instance left")
+        gate.touch()  # the old model can no longer load
+        cloudwatch.set_alarm_state(AlarmName="drill", StateValue="ALARM", StateReason="drill")
+
+        def failed() -> dict[str, Any] | None:
+            described: dict[str, Any] = sagemaker.describe_endpoint(EndpointName="e")
+            return described if described["EndpointStatus"] == "UpdateRollbackFailed" else None
+
+        described = wait_until(failed, 30, "UpdateRollbackFailed")
+        after = load.mark()
+        load.wait_for(200, after)
+
+    assert load.failures() == []
+    assert {o.version for o in load.since(after)} == {"1", "2"}  # the mixed fleet serves
+    assert "Alarm drill went into ALARM state" in described["FailureReason"]
+    assert "The rollback failed too" in described["FailureReason"]
+    assert "cannot load" in described["FailureReason"]
+    with pytest.raises(sagemaker.exceptions.ClientError, match="Delete it and create it again"):
+        sagemaker.update_endpoint(EndpointName="e", EndpointConfigName="v1")
+    sagemaker.delete_endpoint(EndpointName="e")
+    sagemaker.get_waiter("endpoint_deleted").wait(
+        EndpointName="e", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
+    )

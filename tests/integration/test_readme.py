@@ -1,4 +1,4 @@
-"""The README's boto3 script and AWS CLI commands, run as written against a real server."""
+"""The README's boto3 scripts and AWS CLI commands, run as written against a real server."""
 
 from __future__ import annotations
 
@@ -25,17 +25,24 @@ def block(marker: str) -> str:
     return match.group(1)
 
 
+def run_python(marker: str, server: ShipwayServer) -> subprocess.CompletedProcess[str]:
+    """Run the README's Python block ``marker`` against ``server``; it must succeed."""
+    env = {**os.environ, "SHIPWAY_URL": server.url}
+    script = subprocess.run(
+        [sys.executable, "-c", block(marker)],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert script.returncode == 0, script.stderr
+    return script
+
+
 @pytest.mark.slow
 def test_the_readme_boto3_script_and_aws_cli_commands_work(
     shipway_server: ShipwayServer,
 ) -> None:
-    env = {**os.environ, "SHIPWAY_URL": shipway_server.url}
-    script = subprocess.run(
-        [sys.executable, "-c", block("boto3")],
-        env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
-    assert script.returncode == 0, script.stderr
+    script = run_python("boto3", shipway_server)
     assert script.stdout.strip() == "[0, 2]"
+    env = {**os.environ, "SHIPWAY_URL": shipway_server.url}
 
     commands = block("aws").replace(DEFAULT_URL, shipway_server.url)
     bin_dir = str(Path(sys.executable).parent)  # where pip put `aws`
@@ -47,3 +54,11 @@ def test_the_readme_boto3_script_and_aws_cli_commands_work(
     assert shell.returncode == 0, shell.stderr + shell.stdout
     assert "[0]" in shell.stdout
     assert '"EndpointName": "iris-cli"' in shell.stdout
+
+
+@pytest.mark.slow
+def test_the_readme_guardrails_script_deploys_with_a_canary(
+    shipway_server: ShipwayServer,
+) -> None:
+    script = run_python("guardrails", shipway_server)
+    assert script.stdout.split() == ["Updating", "iris-v2"]

@@ -52,7 +52,12 @@ __all__ = ["Controller"]
 
 log = logging.getLogger(__name__)
 
-SERVING = (EndpointStatus.IN_SERVICE, EndpointStatus.UPDATING, EndpointStatus.ROLLING_BACK)
+SERVING = (
+    EndpointStatus.IN_SERVICE,
+    EndpointStatus.UPDATING,
+    EndpointStatus.ROLLING_BACK,
+    EndpointStatus.UPDATE_ROLLBACK_FAILED,
+)
 PING_TIMEOUT = 2.0
 MAX_BACKOFF = 60.0
 
@@ -277,6 +282,7 @@ class Controller:
             # after a rollback): out of routing first, then stopped gracefully
             await self._stop(tracked, self._settings.instance_stop_timeout_seconds, wait=False)
         seen: dict[int, list[VariantObservation]] = {}
+        rolling_back = status is EndpointStatus.ROLLING_BACK
         for fleet in fleets:
             seen[fleet.generation] = [
                 await self._reconcile_variant(
@@ -290,9 +296,13 @@ class Controller:
                         if t.instance.generation == fleet.generation
                         and t.instance.variant_name == variant.variant_name
                     ],
+                    # a fleet being brought up must come up: its failures end the deployment
+                    report=fleet.new or rolling_back,
                 )
                 for variant, count in fleet.variants
             ]
+        if status is EndpointStatus.UPDATE_ROLLBACK_FAILED:
+            return  # both fleets stay as they are until the endpoint is deleted
         if endpoint.deployment is not None:
             await self._advance(endpoint, seen)
             return
@@ -318,13 +328,17 @@ class Controller:
         deployment = endpoint.deployment
         assert deployment is not None
         new = seen.get(deployment.generation, [])
+        old = seen[endpoint.generation]
         observation = FleetObservation(
-            old_in_service={o.variant_name: o.in_service for o in seen[endpoint.generation]},
+            old_in_service={o.variant_name: o.in_service for o in old},
             new_in_service={o.variant_name: o.in_service for o in new},
             new_failure=next(
                 (f"variant {o.variant_name}: {o.failure}" for o in new if o.failure), None
             ),
             old_live=self._old_live(endpoint),
+            old_failure=next(
+                (f"variant {o.variant_name}: {o.failure}" for o in old if o.failure), None
+            ),
         )
         alarms = deployment.deployment_config.alarm_names
         firing = await asyncio.to_thread(self._firing, alarms) if alarms else []
@@ -342,6 +356,13 @@ class Controller:
                 "deployment": None,
                 "endpoint_status": EndpointStatus.IN_SERVICE,
                 "failure_reason": None,
+                "last_modified_time": now,
+            }
+        elif outcome is Outcome.ROLLBACK_FAILED:
+            fields = {
+                "deployment": moved,
+                "endpoint_status": EndpointStatus.UPDATE_ROLLBACK_FAILED,
+                "failure_reason": moved.reason,
                 "last_modified_time": now,
             }
         elif outcome is Outcome.ROLLED_BACK:
@@ -382,6 +403,8 @@ class Controller:
             log.info("endpoint %s: deployment of %s complete", name, moved.endpoint_config_name)
         elif outcome is Outcome.ROLLED_BACK:
             log.warning("endpoint %s: deployment rolled back: %s", name, moved.reason)
+        elif outcome is Outcome.ROLLBACK_FAILED:
+            log.error("endpoint %s: UpdateRollbackFailed: %s", name, moved.reason)
         self._publish()
         self.wake()  # act on the new targets (start or stop instances) without waiting
 
@@ -421,14 +444,21 @@ class Controller:
         variant: ProductionVariant,
         desired: int,
         mine: list[_Tracked],
+        *,
+        report: bool = False,
     ) -> VariantObservation:
+        """Start and stop instances of one variant of a fleet; what is in service.
+
+        With ``report``, an instance that fails before it ever served is the variant's failure
+        (no replacement is started): the caller decides what that means.
+        """
         key = (endpoint.endpoint_name, fleet.generation, variant.variant_name)
         failure = None
         for tracked in [t for t in mine if t.instance.status is InstanceStatus.FAILED]:
             reason = tracked.instance.failure_reason or "the instance failed"
             log.warning("instance %s failed: %s", tracked.instance.instance_id, reason)
             if endpoint.endpoint_status is EndpointStatus.CREATING or (
-                fleet.new and not tracked.served
+                report and not tracked.served
             ):
                 failure = f"the model {variant.model_name} could not be served: {reason}"
             backoff = self._backoff.setdefault(key, _Backoff())

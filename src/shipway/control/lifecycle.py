@@ -8,7 +8,10 @@
     InService / Failed ──DeleteEndpoint──► Deleting ──instances stopped──► (gone)
 
 The controller observes each variant and asks :func:`next_status` what the endpoint's status is
-now; nothing else decides it.
+now. While a deployment (UpdateEndpoint) is in progress, the deployment's own state machine,
+:func:`shipway.control.rollout.advance`, decides instead: Updating, RollingBack, then InService
+(on the new configuration, or on the old one with the reason in FailureReason), or
+UpdateRollbackFailed when the old fleet cannot be brought back.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ observes:
     Provisioning ──a new instance fails to start──► RollingBack
     any ──MaximumExecutionTimeout passed──► RollingBack
     RollingBack ──old instances back (in batches for rolling), then all traffic──► rolled back
+    RollingBack ──an old instance cannot start again──► rollback failed (UpdateRollbackFailed)
 
 Traffic only ever moves onto instances that are in service: a shift waits for its instances,
 and a rollback takes traffic off the new fleet only as fast as old instances are back up.
@@ -213,6 +214,8 @@ class Outcome(StrEnum):
     CONTINUE = "Continue"
     COMPLETED = "Completed"
     ROLLED_BACK = "RolledBack"
+    ROLLBACK_FAILED = "RollbackFailed"
+    """The old fleet cannot be brought back: both fleets stay as they are (mixed)."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,8 @@ class FleetObservation:
     """Why a new instance could not start (its model failed to load...), if one could not."""
     old_live: Mapping[str, int] = field(default_factory=dict)
     """Old instances not yet gone (starting, in service or draining), per variant."""
+    old_failure: str | None = None
+    """Why an old instance could not start again (during a rollback), if one could not."""
 
 
 def advance(
@@ -313,6 +318,9 @@ def _start_rollback(
 
 def _roll_back(d: Deployment, seen: FleetObservation, now: datetime) -> tuple[Deployment, Outcome]:
     """Bring the old fleet back (in batches for rolling), moving traffic as it comes up."""
+    if seen.old_failure is not None:
+        reason = f"{d.reason} The rollback failed too: {seen.old_failure}"
+        return _with(d, reason=reason[:1024]), Outcome.ROLLBACK_FAILED
     if not _ready(seen.old_in_service, d.old_counts):
         return d, Outcome.CONTINUE  # the batch asked for last is still starting
     full = d.old_full_counts

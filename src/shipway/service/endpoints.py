@@ -307,6 +307,7 @@ class EndpointService:
             EndpointStatus.IN_SERVICE,
             EndpointStatus.UPDATING,
             EndpointStatus.ROLLING_BACK,
+            EndpointStatus.UPDATE_ROLLBACK_FAILED,
         )
 
         def in_service(generation: int, variant: str) -> int:
@@ -486,6 +487,12 @@ def _given(changes: dict[str, Any], variant: str, field: str, current: Any) -> A
 
 
 def _check_updatable(endpoint: Endpoint) -> None:
+    if endpoint.endpoint_status is EndpointStatus.UPDATE_ROLLBACK_FAILED:
+        raise InvalidState(
+            f'Cannot update endpoint "{endpoint.endpoint_arn}": it is UpdateRollbackFailed, '
+            "serving from both its old and its new instances after a rollback that could not "
+            "finish. Delete it and create it again."
+        )
     if endpoint.endpoint_status is not EndpointStatus.IN_SERVICE:
         doing = " (a deployment is in progress)" if endpoint.deployment is not None else ""
         raise InvalidState(

@@ -301,3 +301,16 @@ def test_rolling_rollback_brings_the_old_fleet_back_in_batches() -> None:
     d, outcome = advance(d, seen(4, 1), at(26))
     assert outcome is Outcome.ROLLED_BACK
     assert (d.share, d.new_counts) == (0.0, {"v": 0})
+
+
+def test_an_old_instance_that_cannot_come_back_fails_the_rollback() -> None:
+    d = deployment(rolling(count(1), wait=10, RollbackMaximumBatchSize=count(1)))
+    for now in (1, 11, 12):  # batch 2 provisioned: 2 new, 3 old
+        d, _ = advance(d, seen(d.old_counts["v"], d.new_counts["v"]), at(now))
+    d, outcome = advance(d, seen(3, 2), at(13), firing=["x"])
+    assert (d.phase, outcome) == (DeploymentPhase.ROLLING_BACK, Outcome.CONTINUE)
+    broken = FleetObservation({"v": 3}, {"v": 2}, old_failure="the model failed to load")
+    d, outcome = advance(d, broken, at(14))
+    assert outcome is Outcome.ROLLBACK_FAILED
+    assert d.reason is not None
+    assert d.reason.endswith("The rollback failed too: the model failed to load")
