@@ -10,6 +10,7 @@ after the termination wait. Real-time runs of each policy are in test_deployment
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -160,6 +161,12 @@ def test_canary_moves_traffic_in_two_steps_with_bakes_then_removes_the_old_fleet
         assert pending["CurrentWeight"] == pytest.approx(0.25)
         assert described["ProductionVariants"][0]["CurrentWeight"] == pytest.approx(0.75)
         assert share_of_v2(load) == pytest.approx(0.25, abs=0.05)
+        shown = shipway(platform, "endpoints", "describe", endpoint)
+        assert shown.returncode == 0, shown.stderr
+        assert "Deploying v2" in shown.stdout
+        assert "Baking: 25% of traffic on the new fleet (step 1 of 2)" in " ".join(
+            shown.stdout.split()
+        )
 
         platform.clock.advance(299)
         load.wait_for(50, load.mark())
@@ -439,6 +446,7 @@ def shipway(platform: RunningPlatform, *args: str) -> subprocess.CompletedProces
         text=True,
         timeout=120,
         check=False,
+        env={**os.environ, "COLUMNS": "200"},
     )
 
 

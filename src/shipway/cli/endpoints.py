@@ -398,19 +398,35 @@ def _render(endpoint: DescribeEndpointOutput) -> None:
     console.print(f"ARN       {escape(endpoint.endpoint_arn)}")
     console.print(f"Created   {timestamp(endpoint.creation_time)}")
     console.print(f"Modified  {timestamp(endpoint.last_modified_time)}")
-    groups = [("Production variants", endpoint.production_variants or [])]
+    groups: list[tuple[str, list[ProductionVariantSummary]]] = [
+        ("Production variants", list(endpoint.production_variants or []))
+    ]
     if endpoint.shadow_production_variants:
-        groups.append(("Shadow variants", endpoint.shadow_production_variants))
+        groups.append(("Shadow variants", list(endpoint.shadow_production_variants)))
+    pending = endpoint.pending_deployment_summary
+    if pending is not None:
+        started = f" since {timestamp(pending.start_time)}" if pending.start_time else ""
+        console.print(f"Deploying {escape(pending.endpoint_config_name)}{started}")
+        groups.append(("New fleet", list(pending.production_variants or [])))
     for title, variants in groups:
         table = Table(
             "Variant", "Weight (current/desired)", "Instances (current/desired)", title=title
         )
+        staged = any(v.variant_status for v in variants)
+        if staged:
+            table.add_column("Stage")
         for v in variants:
-            table.add_row(
+            row = [
                 escape(v.variant_name),
                 f"{_number(v.current_weight)} / {_number(v.desired_weight)}",
                 _instance_counts(v),
-            )
+            ]
+            if staged:
+                stage = v.variant_status[0] if v.variant_status else None
+                row.append(
+                    f"{stage.status.value}: {escape(stage.status_message or '')}" if stage else ""
+                )
+            table.add_row(*row)
         console.print(table)
 
 
