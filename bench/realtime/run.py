@@ -30,7 +30,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,9 +45,22 @@ from types import FrameType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# This file is run as a script, not as part of a package: put bench/ on the import path so that
+# the helpers the benchmarks share (bench/harness.py) can be imported.
+sys.path.insert(0, str(HERE.parent))
+
+from harness import (  # noqa: E402  (needs the sys.path entry above)
+    CLOCK_TICKS,
+    Processes,
+    core_ticks,
+    cpu_seconds,
+    descendants,
+    free_port,
+    parse_cpus,
+)
+
 RESULTS = HERE.parent / "results"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ENDPOINT = "bench"
 
 
@@ -135,129 +147,11 @@ GOALS = (
 # --------------------------------------------------------------------------- processes
 
 
-class Processes:
-    """Every process the benchmark starts; all of them are stopped on exit, whatever happens.
-
-    Each runs in its own session (a Ctrl-C at the terminal reaches only this script, which then
-    stops them). Shipway's instances run in sessions of their own too, so the descendants of each
-    process are recorded while it runs and killed by pid if they outlive it.
-    """
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self._started: list[subprocess.Popen[bytes]] = []
-
-    def start(
-        self, name: str, command: Sequence[str], env: dict[str, str]
-    ) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("wb")
-        with log:
-            process = subprocess.Popen(
-                list(command),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._started.append(process)
-        return process
-
-    def log_tail(self, name: str, lines: int = 20) -> str:
-        path = self.workdir / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop_all(self, grace: float = 20.0) -> None:
-        descendants = [d for p in self._started for d in _descendants(p.pid)]
-        for process in self._started:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for process in self._started:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        for pid, started in descendants:
-            while _start_time(pid) == started and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _start_time(pid) == started:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        self._started.clear()
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
-
-
-def _start_time(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = _stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else 0.0
-
-
-def _cpus(spec: str) -> set[int]:
-    """The CPUs of a taskset list such as ``0``, ``0,2`` or ``0-3``."""
-    cpus: set[int] = set()
-    for part in spec.split(","):
-        first, _, last = part.partition("-")
-        cpus.update(range(int(first), int(last or first) + 1))
-    return cpus
-
-
-def _core_ticks(cpus: set[int]) -> tuple[int, int]:
-    """(busy, total) clock ticks of these CPUs since boot, from /proc/stat."""
-    busy = total = 0
-    for line in Path("/proc/stat").read_text().splitlines():
-        name, *values = line.split()
-        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
-            ticks = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
-            total += sum(ticks)
-            busy += sum(ticks) - ticks[3] - ticks[4]
-    return busy, total
-
-
-def _descendants(root: int) -> list[tuple[int, int]]:
-    """(pid, start time) of every live descendant of ``root``."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))):
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: list[tuple[int, int]] = []
-    pending = list(children.get(root, []))
-    while pending:
-        pid = pending.pop()
-        if (started := _start_time(pid)) is not None:
-            found.append((pid, started))
-        pending.extend(children.get(pid, []))
-    return found
-
-
 def _affinity(pid: int) -> str:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Cpus_allowed_list:"):
             return line.split(":", 1)[1].strip()
     return "?"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --------------------------------------------------------------------------- HTTP helpers
@@ -323,7 +217,7 @@ def _server_env() -> dict[str, str]:
 
 
 def start_bare(procs: Processes, cpu: str, model_dir: Path) -> Target:
-    port = _free_port()
+    port = free_port()
     env = {**_server_env(), "MODEL_PATH": str(model_dir / "model.joblib")}
     command = ["taskset", "-c", cpu, sys.executable, "-m", "uvicorn", "bare_app:app",
                "--app-dir", str(HERE), "--host", "127.0.0.1", "--port", str(port),
@@ -335,7 +229,7 @@ def start_bare(procs: Processes, cpu: str, model_dir: Path) -> Target:
 
 
 def start_model_server(procs: Processes, cpu: str, model_dir: Path) -> Target:
-    port = _free_port()
+    port = free_port()
     command = ["taskset", "-c", cpu, sys.executable, "-m", "shipway.serving",
                "--runtime", "sklearn", "--model-dir", str(model_dir), "--model-name", "m",
                "--port", str(port), "--log-level", "warning"]  # fmt: skip
@@ -346,7 +240,7 @@ def start_model_server(procs: Processes, cpu: str, model_dir: Path) -> Target:
 
 
 def start_shipway(procs: Processes, cpu: str, model_dir: Path, home: Path) -> Target:
-    port = _free_port()
+    port = free_port()
     command = ["taskset", "-c", cpu, sys.executable, "-m", "shipway", "server",
                "--port", str(port), "--home", str(home)]  # fmt: skip
     process = procs.start("shipway", command, dict(os.environ))
@@ -373,7 +267,7 @@ def start_shipway(procs: Processes, cpu: str, model_dir: Path, home: Path) -> Ta
         if state == "Failed" or time.monotonic() > deadline:
             raise RuntimeError(f"endpoint {ENDPOINT} is {state}: {answer.decode(errors='replace')}")
         time.sleep(0.2)
-    instances = tuple(pid for pid, _ in _descendants(process.pid))
+    instances = tuple(pid for pid, _ in descendants(process.pid))
     return Target(
         "router", "through router", f"{url}/endpoints/{ENDPOINT}/invocations",
         (process.pid, *instances),
@@ -463,8 +357,8 @@ class Usage:
 
     @classmethod
     def now(cls, pids: Sequence[int], cores: set[int]) -> Usage:
-        busy, total = _core_ticks(cores)
-        return cls(tuple(_cpu_seconds(pid) for pid in pids), busy, total)
+        busy, total = core_ticks(cores)
+        return cls(tuple(cpu_seconds(pid) for pid in pids), busy, total)
 
 
 def measure(
@@ -477,7 +371,7 @@ def measure(
     client_cpu: str,
     workdir: Path,
 ) -> Measurement:
-    cores = _cpus(server_cpu)
+    cores = parse_cpus(server_cpu)
     marks: list[Usage] = []
     rps, latencies = h2load(
         client_cpu, target.url, bodies[workload.rows], workload.connections,
@@ -674,7 +568,7 @@ def start_targets(procs: Processes, cpu: str, workdir: Path) -> list[Target]:
         ]
     except RuntimeError:
         for name in ("shipway", "server", "bare"):
-            print(f"--- {name}.log\n{procs.log_tail(name)}", file=sys.stderr)
+            print(f"--- {name}.log\n{procs.log_tail(name, lines=20)}", file=sys.stderr)
         raise
 
 
