@@ -32,7 +32,7 @@ from shipway.control.rollout import FleetObservation, Outcome, advance
 from shipway.domain.clock import Clock
 from shipway.domain.deployment import DeploymentPhase
 from shipway.domain.endpoint import Endpoint, EndpointStatus
-from shipway.domain.endpoint_config import ProductionVariant
+from shipway.domain.endpoint_config import EndpointConfig, ProductionVariant
 from shipway.domain.errors import ShipwayError
 from shipway.domain.instance import Instance, InstanceStatus
 from shipway.domain.instance_types import InstanceTypeCatalog
@@ -282,7 +282,12 @@ class Controller:
             # after a rollback): out of routing first, then stopped gracefully
             await self._stop(tracked, self._settings.instance_stop_timeout_seconds, wait=False)
         seen: dict[int, list[VariantObservation]] = {}
-        rolling_back = status is EndpointStatus.ROLLING_BACK
+        # a rolling rollback must bring old instances back (or fail); blue/green kept them
+        rolling_back = (
+            status is EndpointStatus.ROLLING_BACK
+            and endpoint.deployment is not None
+            and endpoint.deployment.rollback_batch is not None
+        )
         for fleet in fleets:
             seen[fleet.generation] = [
                 await self._reconcile_variant(
@@ -601,6 +606,13 @@ class Controller:
                 continue
             deployment = endpoint.deployment
             share = deployment.share if deployment is not None else 0.0
+            if deployment is not None:
+                # never route to nothing: a fleet with no instance in service (both restart
+                # with the server) lends its share to the other until it is back
+                if not self._serving(endpoint, deployment.generation, deployment.config):
+                    share = 0.0
+                elif not self._serving(endpoint, endpoint.generation, endpoint.config):
+                    share = 1.0
             variants = self._variant_snapshots(
                 endpoint, endpoint.generation, endpoint.config.production_variants,
                 {v.variant_name: v.desired_weight for v in endpoint.variants},
@@ -614,9 +626,14 @@ class Controller:
             # shadows follow the fleet in service: a new configuration's shadow gets its copy
             # of the traffic once the deployment has completed
             configured = endpoint.config.shadow_production_variants or []
+            # a shadow samples (its weight / production's weight) of the requests; during a
+            # deployment production's weights are fractions, so the shadow's is scaled alike
+            scale = 1.0
+            if deployment is not None:
+                scale = 1.0 / (sum(v.desired_weight for v in endpoint.variants) or 1.0)
             shadows = self._variant_snapshots(
                 endpoint, endpoint.generation, configured,
-                {v.variant_name: v.weight for v in configured}, None,
+                {v.variant_name: v.weight * scale for v in configured}, None,
             )  # fmt: skip
             endpoints.append(
                 EndpointSnapshot(endpoint.endpoint_name, tuple(variants), tuple(shadows))
@@ -626,6 +643,17 @@ class Controller:
             self._version += 1
             self._published = snapshot
             self._publish_snapshot(Snapshot(snapshot, self._version))
+
+    def _serving(self, endpoint: Endpoint, generation: int, config: EndpointConfig) -> bool:
+        """Whether a fleet has a production instance in service."""
+        production = {v.variant_name for v in config.production_variants}
+        return any(
+            t.instance.endpoint_name == endpoint.endpoint_name
+            and t.instance.generation == generation
+            and t.instance.variant_name in production
+            and t.instance.status is InstanceStatus.IN_SERVICE
+            for t in self._tracked.values()
+        )
 
     def _variant_snapshots(
         self,

@@ -103,6 +103,7 @@ def plan(
     termination = float(blue_green.termination_wait_in_seconds or 0) if blue_green else 0.0
     maximum = blue_green.maximum_execution_timeout_in_seconds if blue_green else None
     _check_timeout(maximum, len(shares) * bake + termination, "BlueGreenUpdatePolicy")
+    _check_default_timeout(maximum, len(shares) * bake + termination)
     steps = [
         Step(share=s, new_counts=dict(new_counts), old_counts=dict(old_counts)) for s in shares
     ]
@@ -131,6 +132,12 @@ def _plan_rolling(
         )
     name = new_production[0]
     old, new = old_counts[old_production[0]], new_counts[name]
+    if old != new:
+        raise ValidationError(
+            f"RollingUpdatePolicy replaces instances one for one: the new configuration asks for "
+            f"{new} instance(s) of {name} and the endpoint runs {old}. Change the count with "
+            "UpdateEndpointWeightsAndCapacities, or deploy with a BlueGreenUpdatePolicy."
+        )
     batch = _batch(rolling.maximum_batch_size, new, "MaximumBatchSize")
     steps = []
     up = 0
@@ -142,6 +149,7 @@ def _plan_rolling(
     bake = float(rolling.wait_interval_in_seconds)
     maximum = rolling.maximum_execution_timeout_in_seconds
     _check_timeout(maximum, len(steps) * bake, "RollingUpdatePolicy")
+    _check_default_timeout(maximum, len(steps) * bake)
     rollback = rolling.rollback_maximum_batch_size
     return Plan(
         steps=steps,
@@ -200,6 +208,15 @@ def _check_timeout(maximum: int | None, waits: float, policy: str) -> None:
             f"MaximumExecutionTimeoutInSeconds ({maximum}) of the {policy} must be longer than "
             f"the deployment's waits, {waits:.0f} seconds in all (every bake, and the "
             "termination wait)."
+        )
+
+
+def _check_default_timeout(maximum: int | None, waits: float) -> None:
+    if maximum is None and waits >= DEFAULT_MAXIMUM_EXECUTION_TIMEOUT:
+        raise ValidationError(
+            f"The deployment's waits add up to {waits:.0f} seconds (every bake, and the "
+            f"termination wait); a deployment may last at most {DEFAULT_MAXIMUM_EXECUTION_TIMEOUT} "
+            "seconds (MaximumExecutionTimeoutInSeconds). Use fewer or shorter steps."
         )
 
 
@@ -266,10 +283,16 @@ def advance(
             f"deployment (step {d.step + 1} of {len(d.steps)}, {d.share:.0%} of traffic on the "
             "new fleet); traffic was sent back to the old fleet.",
         )
-    if seen.new_failure is not None and d.phase is DeploymentPhase.PROVISIONING:
+    if seen.new_failure is not None:
         return _start_rollback(d, seen, now, f"The new fleet failed: {seen.new_failure}")
-    in_phase = (now - d.phase_started).total_seconds()
     step = d.current_step
+    if d.phase is not DeploymentPhase.PROVISIONING and not _ready(
+        seen.new_in_service, step.new_counts
+    ):
+        # the new fleet lost instances it had (a crash, or a restart of the server, which
+        # starts every instance again): its bake starts over once it is whole again
+        return _with(d, phase_started=now), Outcome.CONTINUE
+    in_phase = (now - d.phase_started).total_seconds()
     if d.phase is DeploymentPhase.PROVISIONING:
         if _ready(seen.new_in_service, step.new_counts):
             return _with(d, phase=DeploymentPhase.BAKING, phase_started=now, share=step.share), (
@@ -318,17 +341,27 @@ def _start_rollback(
 
 def _roll_back(d: Deployment, seen: FleetObservation, now: datetime) -> tuple[Deployment, Outcome]:
     """Bring the old fleet back (in batches for rolling), moving traffic as it comes up."""
+    full = d.old_full_counts
+    production = [v for v in d.old_production if v in full] or list(full)
+    total = max(1, sum(full[v] for v in production))
+    up = sum(min(seen.old_in_service.get(v, 0), d.old_counts.get(v, 0)) for v in production)
+    done = _with(d, share=0.0, new_counts=dict.fromkeys(d.new_counts, 0))
+    if d.rollback_batch is None:
+        # blue/green: the old fleet was kept whole; traffic goes back as fast as its instances
+        # are in service (all at once, normally), and one that fails is retried, not given up
+        share = min(d.share, max(0.0, 1 - up / total))
+        if share == 0.0:
+            return done, Outcome.ROLLED_BACK
+        return _with(d, share=share, old_counts=dict(full)), Outcome.CONTINUE
     if seen.old_failure is not None:
         reason = f"{d.reason} The rollback failed too: {seen.old_failure}"
         return _with(d, reason=reason[:1024]), Outcome.ROLLBACK_FAILED
     if not _ready(seen.old_in_service, d.old_counts):
         return d, Outcome.CONTINUE  # the batch asked for last is still starting
-    full = d.old_full_counts
     if all(d.old_counts.get(v, 0) >= n for v, n in full.items()):
-        return _with(d, share=0.0, new_counts=dict.fromkeys(d.new_counts, 0)), (Outcome.ROLLED_BACK)
-    up = sum(min(seen.old_in_service.get(v, 0), d.old_counts.get(v, 0)) for v in full)
-    share = min(d.share, max(0.0, 1 - up / max(1, sum(full.values()))))
-    batch = d.rollback_batch or full
+        return done, Outcome.ROLLED_BACK
+    share = min(d.share, max(0.0, 1 - up / total))
+    batch = d.rollback_batch
     old_counts = {v: min(n, d.old_counts.get(v, 0) + batch.get(v, n)) for v, n in full.items()}
     new_total = {v.variant_name: v.desired_instance_count for v in d.variants}
     new_counts = {

@@ -214,6 +214,8 @@ class Deployment(Shape):
     """Instances the old fleet should have now, per variant."""
     old_full_counts: dict[str, int]
     """The old fleet as it was when the deployment began (what a rollback restores)."""
+    old_production: list[str] = Field(default_factory=list)
+    """The old fleet's production variants (the others in the counts are shadows)."""
     reason: str | None = None
     """Why it is rolling back."""
 

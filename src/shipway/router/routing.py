@@ -134,7 +134,7 @@ class EndpointRoute:
         named = [v for v in self.variants if v.name == name]
         if len(named) <= 1:
             return named[0] if named else None
-        return self._weighted(named) or named[0]
+        return self._weighted(named) or next((v for v in named if v.available()), named[0])
 
     def pick(self) -> VariantRoute | None:
         """A variant with probability weight / total weight, among those with a live instance.

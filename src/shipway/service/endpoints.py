@@ -143,19 +143,17 @@ class EndpointService:
             raise ValidationError(
                 "Give either DeploymentConfig or RetainDeploymentConfig=true, not both."
             )
-        if request.retain_deployment_config:
-            policy = endpoint.deployment_config or DeploymentConfig()
-        else:
-            policy = request.deployment_config or DeploymentConfig()
+        given = (
+            endpoint.deployment_config
+            if request.retain_deployment_config
+            else request.deployment_config
+        )
+        policy = given or DeploymentConfig()
         self._check_alarms(policy)
         excluded = {
             p.variant_property_type for p in request.exclude_retained_variant_properties or []
         }
-        if excluded and not request.retain_all_variant_properties:
-            raise ValidationError(
-                "ExcludeRetainedVariantProperties applies only when RetainAllVariantProperties "
-                "is true."
-            )
+        # (without RetainAllVariantProperties the exclusions have nothing to act on: ignored)
         variants = _new_variants(
             endpoint, config, retain=bool(request.retain_all_variant_properties), excluded=excluded
         )
@@ -194,14 +192,23 @@ class EndpointService:
             new_counts=steps.steps[0].new_counts,
             old_counts=old_counts,
             old_full_counts=old_counts,
+            old_production=[v.variant_name for v in endpoint.config.production_variants],
         )
 
         def deploying(current: Endpoint) -> Endpoint:
             _check_updatable(current)
+            if (current.variants, current.latest_generation) != (
+                endpoint.variants,
+                endpoint.latest_generation,
+            ):
+                raise InvalidState(
+                    f'Endpoint "{current.endpoint_arn}" changed while this update was being '
+                    "planned; try again."
+                )
             return current.model_copy(
                 update={
                     "deployment": deployment,
-                    "deployment_config": policy,
+                    "deployment_config": given,
                     "latest_generation": generation,
                     "endpoint_status": EndpointStatus.UPDATING,
                     "failure_reason": None,
@@ -281,12 +288,15 @@ class EndpointService:
     def _check_quota(self, more: int) -> None:
         if self._max_instances is None:
             return
-        asked = sum(
-            v.desired_instance_count
-            for e in self._store.endpoints.all()
-            if e.endpoint_status is not EndpointStatus.DELETING
-            for v in e.variants
-        )
+        asked = 0
+        for e in self._store.endpoints.all():
+            if e.endpoint_status is EndpointStatus.DELETING:
+                continue
+            if e.deployment is not None:  # both fleets, as far as this deployment goes
+                asked += sum(e.deployment.old_full_counts.values())
+                asked += max(sum(s.new_counts.values()) for s in e.deployment.steps)
+            else:
+                asked += sum(v.desired_instance_count for v in e.variants)
         if asked + more > self._max_instances:
             raise ResourceLimitExceeded(
                 f"The endpoints would need {asked + more} instances; this server allows "
@@ -326,9 +336,12 @@ class EndpointService:
         heading = 0.0  # the new fleet's share where the deployment is heading now
         if d is not None and d.phase is not DeploymentPhase.ROLLING_BACK:
             heading = d.current_step.share
+        # during a deployment the old fleet's weights are the fractions of traffic the router
+        # gives each of its variants (the new fleet's are in PendingDeploymentSummary)
+        scale = 1.0 / (sum(weights.values()) or 1.0) if d is not None else 1.0
         summaries = []
         for variant in endpoint.config.production_variants:
-            weight = weights.get(variant.variant_name, 0.0)
+            weight = weights.get(variant.variant_name, 0.0) * scale
             current = in_service(endpoint.generation, variant.variant_name)
             desired = counts.get(variant.variant_name, 0)
             if d is not None:
@@ -389,13 +402,15 @@ class EndpointService:
     ) -> PendingDeploymentSummary:
         weights = {v.variant_name: v.desired_weight for v in d.variants}
         final = {v.variant_name: v.desired_instance_count for v in d.variants}
+        total = sum(weights.values()) or 1.0
         production = []
         for variant in d.config.production_variants:
             current = in_service(d.generation, variant.variant_name)
             production.append(
                 PendingProductionVariantSummary(
                     **self._summary(endpoint, variant),
-                    current_weight=weights.get(variant.variant_name, 0.0) * d.share,
+                    # the fraction of traffic it takes now; desired: its configured weight
+                    current_weight=weights.get(variant.variant_name, 0.0) * d.share / total,
                     desired_weight=weights.get(variant.variant_name, 0.0),
                     current_instance_count=current,
                     desired_instance_count=final.get(variant.variant_name, 0),
@@ -409,7 +424,7 @@ class EndpointService:
         shadows = [
             PendingProductionVariantSummary(
                 **self._summary(endpoint, v),
-                current_weight=v.weight,
+                current_weight=0.0,  # mirrored to once the deployment completes
                 desired_weight=v.weight,
                 current_instance_count=in_service(d.generation, v.variant_name),
                 desired_instance_count=v.initial_instance_count,

@@ -314,3 +314,51 @@ def test_an_old_instance_that_cannot_come_back_fails_the_rollback() -> None:
     assert outcome is Outcome.ROLLBACK_FAILED
     assert d.reason is not None
     assert d.reason.endswith("The rollback failed too: the model failed to load")
+
+
+def test_a_bake_starts_over_when_the_new_fleet_loses_instances() -> None:
+    """After a server restart every instance starts again: no bake counts time without them."""
+    d = deployment(blue_green(wait=60, TerminationWaitInSeconds=30))
+    d, _ = advance(d, seen(4, 4), at(1))
+    assert (d.phase, d.phase_started) == (DeploymentPhase.BAKING, at(1))
+    d, outcome = advance(d, seen(0, 0), at(200))  # restarted: nothing in service yet
+    assert (d.phase, d.phase_started, outcome) == (
+        DeploymentPhase.BAKING,
+        at(200),
+        Outcome.CONTINUE,
+    )
+    d, _ = advance(d, seen(4, 3), at(210))
+    assert d.phase_started == at(210)
+    d, _ = advance(d, seen(4, 4), at(269))
+    assert d.phase is DeploymentPhase.BAKING
+    d, _ = advance(d, seen(4, 4), at(270))
+    assert d.phase is DeploymentPhase.TERMINATION_WAIT
+
+
+def test_a_new_instance_that_cannot_start_during_a_bake_rolls_back() -> None:
+    d = deployment(blue_green(wait=60))
+    d, _ = advance(d, seen(4, 4), at(1))
+    d, outcome = advance(d, seen(4, 3, "the model failed to load"), at(10))
+    assert outcome is Outcome.ROLLED_BACK
+
+
+def test_a_blue_green_rollback_moves_traffic_back_as_old_instances_come_up() -> None:
+    d = deployment(blue_green(wait=600, TerminationWaitInSeconds=600))
+    d, _ = advance(d, seen(4, 4), at(1))
+    d, outcome = advance(d, seen(3, 4), at(10), firing=["errors"])  # one old is restarting
+    assert (d.phase, d.share, outcome) == (DeploymentPhase.ROLLING_BACK, 0.25, Outcome.CONTINUE)
+    failing = FleetObservation({"v": 3}, {"v": 4}, old_failure="ping failed")
+    d, outcome = advance(d, failing, at(20))  # retried, not given up: blue/green kept the fleet
+    assert (d.share, outcome) == (0.25, Outcome.CONTINUE)
+    d, outcome = advance(d, seen(4, 4), at(30))
+    assert (d.share, outcome) == (0.0, Outcome.ROLLED_BACK)
+
+
+def test_waits_longer_than_the_default_timeout_are_refused() -> None:
+    with pytest.raises(ValidationError, match="add up to 36000 seconds"):
+        shares(blue_green("LINEAR", wait=3600, size=percent(10)))
+
+
+def test_rolling_replaces_one_for_one() -> None:
+    with pytest.raises(ValidationError, match="replaces instances one for one"):
+        shares(rolling(count(1)), old=10, new=2)

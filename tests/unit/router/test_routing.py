@@ -431,3 +431,29 @@ def test_apply_closes_the_pool_of_a_shadow_that_goes() -> None:
         return closed
 
     assert asyncio.run(scenario()) is True
+
+
+def test_target_variant_during_a_deployment_follows_the_fleets_weights() -> None:
+    """Old and new fleet both have 'AllTraffic': a targeted request goes by their shares."""
+    table, route = table_with(
+        variant("AllTraffic", 0.75, "old-1"), variant("AllTraffic", 0.25, "new-1")
+    )
+    picked: Counter[str] = Counter()
+    for _ in range(4000):
+        chosen = route.variant("AllTraffic")
+        assert chosen is not None
+        picked[chosen.instances[0].instance_id] += 1
+    assert picked["new-1"] / 4000 == pytest.approx(0.25, abs=0.03)
+
+    table.mark_down("new-1")
+    table.apply(snapshot(variant("AllTraffic", 0.0, "old-1"), variant("AllTraffic", 1.0, "new-1")))
+    table.mark_down("new-1")
+    chosen = route_of(table).variant("AllTraffic")
+    assert chosen is not None
+    assert chosen.instances[0].instance_id == "old-1"  # the only fleet that can answer
+
+
+def route_of(table: RoutingTable) -> EndpointRoute:
+    route = table.get("orders")
+    assert route is not None
+    return route
