@@ -22,7 +22,14 @@ import pytest
 
 from tests.fixtures.models import pack
 from tests.fixtures.platform import RunningPlatform, running_platform
-from tests.integration.rollouts import Load, VersionedModel, aws, versioned_model, wait_until
+from tests.integration.rollouts import (
+    Load,
+    Timeline,
+    VersionedModel,
+    aws,
+    versioned_model,
+    wait_until,
+)
 
 ROLE = "arn:aws:iam::123456789012:role/shipway"
 
@@ -634,3 +641,40 @@ def test_a_rollback_drill_with_set_alarm_state_and_a_rollback_that_fails(
     sagemaker.get_waiter("endpoint_deleted").wait(
         EndpointName="e", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
     )
+
+
+def test_a_rolling_deployment_rolls_back_batch_by_batch(
+    platform: RunningPlatform, sagemaker: Any, endpoint: str, model: VersionedModel
+) -> None:
+    cloudwatch = aws(platform.url, "cloudwatch")
+    put_alarm(cloudwatch, "drill", "Invocation5XXErrors", 1.0)
+    with Load(platform.url, endpoint, body(model)) as load:
+        sagemaker.update_endpoint(
+            EndpointName=endpoint,
+            EndpointConfigName="v2",
+            DeploymentConfig={
+                "RollingUpdatePolicy": {
+                    "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                    "WaitIntervalInSeconds": 100,
+                    "RollbackMaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                },
+                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "drill"}]},
+            },
+        )
+        wait_phase(platform, "Baking", 0)
+        platform.clock.advance(100)
+        wait_phase(platform, "Baking", 1)
+        wait_until(lambda: generations(platform) == {1: 1, 2: 2}, 30, "one old instance left")
+        with Timeline(platform.url, endpoint) as timeline:
+            cloudwatch.set_alarm_state(AlarmName="drill", StateValue="ALARM", StateReason="drill")
+        described = wait_in_service(sagemaker, endpoint)
+        wait_until(lambda: generations(platform) == {1: 2}, 30, "the new fleet to go")
+        after = load.mark()
+        load.wait_for(200, after)
+
+    assert load.failures() == []
+    assert {o.version for o in load.since(after)} == {"1"}
+    # one old instance back at a time: traffic went 100 % -> 50 % -> 0 % on the new fleet
+    assert [round(m.share, 2) for m in timeline.marks if m.phase == "RollingBack"] == [0.5]
+    assert described["EndpointConfigName"] == "v1"
+    assert "Alarm drill went into ALARM state" in described["FailureReason"]
