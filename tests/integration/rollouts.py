@@ -17,7 +17,21 @@ import httpx
 
 from tests.fixtures.models import pack, train_sklearn
 
-__all__ = ["Load", "Outcome", "VersionedModel", "aws", "versioned_model", "wait_until"]
+__all__ = [
+    "ROLE",
+    "Load",
+    "Outcome",
+    "Timeline",
+    "VersionedModel",
+    "aws",
+    "create_config",
+    "create_model",
+    "put_alarm",
+    "versioned_model",
+    "wait_until",
+]
+
+ROLE = "arn:aws:iam::123456789012:role/shipway"
 
 VERSIONED_INFERENCE_PY = textwrap.dedent(
     """
@@ -85,6 +99,71 @@ def aws(url: str, service: str) -> Any:
         region_name="us-east-1",
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="not-checked-when-auth-is-off",
+    )
+
+
+def create_model(sagemaker: Any, model: VersionedModel, name: str, **environment: str) -> None:
+    """Model ``name``: the versioned model with this container environment."""
+    sagemaker.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": "python",
+            "ModelDataUrl": str(model.archive),
+            "Environment": environment,
+        },
+        ExecutionRoleArn=ROLE,
+    )
+
+
+def create_config(sagemaker: Any, name: str, model: str, count: int = 2, **shadow: Any) -> None:
+    """Endpoint configuration ``name``: variant ``AllTraffic`` of ``count`` instances of
+    ``model``, and a shadow variant if ``shadow`` gives its fields."""
+    fields: dict[str, Any] = {}
+    if shadow:
+        fields["ShadowProductionVariants"] = [
+            {"VariantName": "Shadow", "InstanceType": "ml.t2.medium",
+             "InitialInstanceCount": 1, **shadow}
+        ]  # fmt: skip
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model,
+                "InstanceType": "ml.t2.medium",
+                "InitialInstanceCount": count,
+            }
+        ],
+        **fields,
+    )
+
+
+def put_alarm(
+    cloudwatch: Any,
+    name: str,
+    metric: str,
+    threshold: float,
+    *,
+    endpoint: str = "e",
+    period: int = 10,
+    **fields: Any,
+) -> None:
+    """An alarm on an endpoint metric of variant AllTraffic: the Sum (unless ``fields`` say
+    otherwise) over one ``period`` at or above ``threshold``; missing data is not breaching."""
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/SageMaker",
+        MetricName=metric,
+        Dimensions=[
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        Period=period,
+        EvaluationPeriods=1,
+        Threshold=threshold,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+        **({"Statistic": "Sum"} | fields),
     )
 
 

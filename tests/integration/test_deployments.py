@@ -23,15 +23,17 @@ import pytest
 from tests.fixtures.models import pack
 from tests.fixtures.platform import RunningPlatform, running_platform
 from tests.integration.rollouts import (
+    ROLE,
     Load,
     Timeline,
     VersionedModel,
     aws,
+    create_config,
+    create_model,
+    put_alarm,
     versioned_model,
     wait_until,
 )
-
-ROLE = "arn:aws:iam::123456789012:role/shipway"
 
 
 @pytest.fixture(scope="module")
@@ -48,32 +50,6 @@ def platform(tmp_path: Path) -> Iterator[RunningPlatform]:
 @pytest.fixture
 def sagemaker(platform: RunningPlatform) -> Any:
     return aws(platform.url, "sagemaker")
-
-
-def create_model(sagemaker: Any, model: VersionedModel, name: str, **environment: str) -> None:
-    sagemaker.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": "python",
-            "ModelDataUrl": str(model.archive),
-            "Environment": environment,
-        },
-        ExecutionRoleArn=ROLE,
-    )
-
-
-def create_config(sagemaker: Any, name: str, model: str, count: int = 2) -> None:
-    sagemaker.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": model,
-                "InstanceType": "ml.t2.medium",
-                "InitialInstanceCount": count,
-            }
-        ],
-    )
 
 
 def wait_in_service(sagemaker: Any, name: str, timeout: float = 90) -> dict[str, Any]:
@@ -497,24 +473,6 @@ def test_the_cli_explains_a_bad_update(
     assert deployment(platform) is None
 
 
-def put_alarm(cloudwatch: Any, name: str, metric: str, threshold: float, **fields: Any) -> None:
-    cloudwatch.put_metric_alarm(
-        AlarmName=name,
-        Namespace="AWS/SageMaker",
-        MetricName=metric,
-        Dimensions=[
-            {"Name": "EndpointName", "Value": "e"},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ],
-        Period=10,
-        EvaluationPeriods=1,
-        Threshold=threshold,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-        TreatMissingData="notBreaching",
-        **({"Statistic": "Sum"} | fields),
-    )
-
-
 @pytest.mark.parametrize(
     ("environment", "alarm"),
     [
@@ -588,6 +546,28 @@ def test_an_alarm_during_the_canary_bake_rolls_everything_back(
     assert any("to ALARM" in h["HistorySummary"] for h in history["AlarmHistoryItems"])
 
 
+def roll_to_the_last_batch(platform: RunningPlatform, sagemaker: Any, cloudwatch: Any) -> None:
+    """Endpoint e from v1 to v2, rolling one instance at a time guarded by the alarm ``drill``,
+    up to the bake of the last batch: one old instance left, all traffic on two new ones."""
+    put_alarm(cloudwatch, "drill", "Invocation5XXErrors", 1.0)
+    sagemaker.update_endpoint(
+        EndpointName="e",
+        EndpointConfigName="v2",
+        DeploymentConfig={
+            "RollingUpdatePolicy": {
+                "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                "WaitIntervalInSeconds": 100,
+                "RollbackMaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            },
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "drill"}]},
+        },
+    )
+    wait_phase(platform, "Baking", 0)
+    platform.clock.advance(100)
+    wait_phase(platform, "Baking", 1)
+    wait_until(lambda: generations(platform) == {1: 1, 2: 2}, 30, "one old instance left")
+
+
 def test_a_rollback_drill_with_set_alarm_state_and_a_rollback_that_fails(
     platform: RunningPlatform, sagemaker: Any, model: VersionedModel, tmp_path: Path
 ) -> None:
@@ -601,24 +581,8 @@ def test_a_rollback_drill_with_set_alarm_state_and_a_rollback_that_fails(
     sagemaker.create_endpoint(EndpointName="e", EndpointConfigName="v1")
     wait_in_service(sagemaker, "e")
     cloudwatch = aws(platform.url, "cloudwatch")
-    put_alarm(cloudwatch, "drill", "Invocation5XXErrors", 1.0)
     with Load(platform.url, "e", body(model)) as load:
-        sagemaker.update_endpoint(
-            EndpointName="e",
-            EndpointConfigName="v2",
-            DeploymentConfig={
-                "RollingUpdatePolicy": {
-                    "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
-                    "WaitIntervalInSeconds": 100,
-                    "RollbackMaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
-                },
-                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "drill"}]},
-            },
-        )
-        wait_phase(platform, "Baking", 0)
-        platform.clock.advance(100)
-        wait_phase(platform, "Baking", 1)
-        wait_until(lambda: generations(platform) == {1: 1, 2: 2}, 30, "one old instance left")
+        roll_to_the_last_batch(platform, sagemaker, cloudwatch)
         gate.touch()  # the old model can no longer load
         cloudwatch.set_alarm_state(AlarmName="drill", StateValue="ALARM", StateReason="drill")
 
@@ -647,24 +611,8 @@ def test_a_rolling_deployment_rolls_back_batch_by_batch(
     platform: RunningPlatform, sagemaker: Any, endpoint: str, model: VersionedModel
 ) -> None:
     cloudwatch = aws(platform.url, "cloudwatch")
-    put_alarm(cloudwatch, "drill", "Invocation5XXErrors", 1.0)
     with Load(platform.url, endpoint, body(model)) as load:
-        sagemaker.update_endpoint(
-            EndpointName=endpoint,
-            EndpointConfigName="v2",
-            DeploymentConfig={
-                "RollingUpdatePolicy": {
-                    "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
-                    "WaitIntervalInSeconds": 100,
-                    "RollbackMaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
-                },
-                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "drill"}]},
-            },
-        )
-        wait_phase(platform, "Baking", 0)
-        platform.clock.advance(100)
-        wait_phase(platform, "Baking", 1)
-        wait_until(lambda: generations(platform) == {1: 1, 2: 2}, 30, "one old instance left")
+        roll_to_the_last_batch(platform, sagemaker, cloudwatch)
         with Timeline(platform.url, endpoint) as timeline:
             cloudwatch.set_alarm_state(AlarmName="drill", StateValue="ALARM", StateReason="drill")
         described = wait_in_service(sagemaker, endpoint)

@@ -20,13 +20,15 @@ from tests.integration.rollouts import (
     Timeline,
     VersionedModel,
     aws,
+    create_config,
+    create_model,
+    put_alarm,
     versioned_model,
     wait_until,
 )
 
 pytestmark = pytest.mark.slow
 
-ROLE = "arn:aws:iam::123456789012:role/shipway"
 BAKE = 2
 
 
@@ -45,22 +47,8 @@ def server(tmp_path: Path) -> Iterator[ShipwayServer]:
 def deploy_v1(server: ShipwayServer, model: VersionedModel, count: int = 2) -> Any:
     sagemaker = aws(server.url, "sagemaker")
     for version in ("1", "2"):
-        sagemaker.create_model(
-            ModelName=f"m{version}",
-            PrimaryContainer={
-                "Image": "python",
-                "ModelDataUrl": str(model.archive),
-                "Environment": {"MODEL_VERSION": version},
-            },
-            ExecutionRoleArn=ROLE,
-        )
-        sagemaker.create_endpoint_config(
-            EndpointConfigName=f"v{version}",
-            ProductionVariants=[
-                {"VariantName": "AllTraffic", "ModelName": f"m{version}",
-                 "InstanceType": "ml.t2.medium", "InitialInstanceCount": count},
-            ],
-        )  # fmt: skip
+        create_model(sagemaker, model, f"m{version}", MODEL_VERSION=version)
+        create_config(sagemaker, f"v{version}", f"m{version}", count)
     sagemaker.create_endpoint(EndpointName="e", EndpointConfigName="v1")
     sagemaker.get_waiter("endpoint_in_service").wait(
         EndpointName="e", WaiterConfig={"Delay": 1, "MaxAttempts": 90}
@@ -193,39 +181,11 @@ def test_auto_rollback_in_real_time(server: ShipwayServer, model: VersionedModel
     """The guardrails script as users run it: a CloudWatch alarm, then UpdateEndpoint with
     AutoRollbackConfiguration; the new model fails, the alarm fires, traffic goes back."""
     sagemaker = deploy_v1(server, model)
-    sagemaker.create_model(
-        ModelName="bad",
-        PrimaryContainer={
-            "Image": "python",
-            "ModelDataUrl": str(model.archive),
-            "Environment": {"MODEL_VERSION": "3", "MODEL_FAIL": "on purpose"},
-        },
-        ExecutionRoleArn=ROLE,
-    )
-    sagemaker.create_endpoint_config(
-        EndpointConfigName="bad",
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": "bad", "InstanceType": "ml.t2.medium",
-             "InitialInstanceCount": 2},
-        ],
-    )  # fmt: skip
+    create_model(sagemaker, model, "bad", MODEL_VERSION="3", MODEL_FAIL="on purpose")
+    create_config(sagemaker, "bad", "bad")
     cloudwatch = aws(server.url, "cloudwatch")
     period = 10
-    cloudwatch.put_metric_alarm(
-        AlarmName="e-5xx",
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Dimensions=[
-            {"Name": "EndpointName", "Value": "e"},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ],
-        Statistic="Sum",
-        Period=period,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-        TreatMissingData="notBreaching",
-    )
+    put_alarm(cloudwatch, "e-5xx", "Invocation5XXErrors", 1, period=period)
     with Load(server.url, "e", json.dumps(model.rows).encode()) as load:
         load.wait_for(50, 0)
         sagemaker.update_endpoint(

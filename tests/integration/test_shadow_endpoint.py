@@ -16,9 +16,14 @@ import httpx
 import pytest
 
 from tests.fixtures.platform import RunningPlatform, running_platform
-from tests.integration.rollouts import VersionedModel, aws, versioned_model, wait_until
-
-ROLE = "arn:aws:iam::123456789012:role/shipway"
+from tests.integration.rollouts import (
+    VersionedModel,
+    aws,
+    create_config,
+    create_model,
+    versioned_model,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,27 +41,11 @@ def shadowed_endpoint(
     platform: RunningPlatform, model: VersionedModel, shadow_weight: float, **shadow_env: str
 ) -> Any:
     sagemaker = aws(platform.url, "sagemaker")
-    for name, environment in (("prod", {"MODEL_VERSION": "1"}), ("shadow", shadow_env)):
-        sagemaker.create_model(
-            ModelName=name,
-            PrimaryContainer={
-                "Image": "python",
-                "ModelDataUrl": str(model.archive),
-                "Environment": environment,
-            },
-            ExecutionRoleArn=ROLE,
-        )
-    sagemaker.create_endpoint_config(
-        EndpointConfigName="shadowed",
-        ProductionVariants=[
-            {"VariantName": "Production", "ModelName": "prod", "InstanceType": "ml.t2.medium",
-             "InitialInstanceCount": 1, "InitialVariantWeight": 1.0},
-        ],
-        ShadowProductionVariants=[
-            {"VariantName": "Shadow", "ModelName": "shadow", "InstanceType": "ml.t2.medium",
-             "InitialInstanceCount": 1, "InitialVariantWeight": shadow_weight},
-        ],
-    )  # fmt: skip
+    create_model(sagemaker, model, "prod", MODEL_VERSION="1")
+    create_model(sagemaker, model, "shadow", **shadow_env)
+    create_config(
+        sagemaker, "shadowed", "prod", 1, ModelName="shadow", InitialVariantWeight=shadow_weight
+    )
     sagemaker.create_endpoint(EndpointName="e", EndpointConfigName="shadowed")
     sagemaker.get_waiter("endpoint_in_service").wait(
         EndpointName="e", WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
@@ -75,7 +64,7 @@ def invoke(platform: RunningPlatform, model: VersionedModel, count: int) -> list
                 headers={"Content-Type": "application/json"},
             )
             assert response.status_code == 200, response.text
-            assert response.headers["x-amzn-invoked-production-variant"] == "Production"
+            assert response.headers["x-amzn-invoked-production-variant"] == "AllTraffic"
             answers.append(response.json())
     return answers
 
@@ -108,7 +97,7 @@ def test_a_thousand_requests_mirrored_to_an_identical_shadow(
 
     assert {a["version"] for a in answers} == {"1"}
     (pair,) = settled(platform)["Pairs"]
-    assert (pair["ProductionVariant"], pair["ShadowVariant"]) == ("Production", "Shadow")
+    assert (pair["ProductionVariant"], pair["ShadowVariant"]) == ("AllTraffic", "Shadow")
     assert pair["Sampled"] == 1000
     assert (
         pair["Skipped"] + pair["Compared"] + pair["ProductionErrors"] + pair["ShadowErrors"] == 1000
