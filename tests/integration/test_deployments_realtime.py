@@ -138,6 +138,28 @@ def test_each_policy_in_real_time(
 def test_kill_9_in_the_middle_of_a_linear_deployment_then_it_finishes(
     server: ShipwayServer, model: VersionedModel
 ) -> None:
+    kill_9_in_the_middle_of_a_linear_deployment(server, model)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_kill_9_in_the_middle_of_a_linear_deployment(
+    tmp_path: Path, postgres_url: str, model: VersionedModel
+) -> None:
+    """The scale-out store: the deployment's state survives in PostgreSQL."""
+    env = {"SHIPWAY_DATABASE_URL": postgres_url, "SHIPWAY_RECONCILE_INTERVAL_SECONDS": "0.2"}
+    server = start_server(tmp_path / "home", env)
+    try:
+        kill_9_in_the_middle_of_a_linear_deployment(server, model)
+        assert not (tmp_path / "home" / "shipway.db").exists()
+    finally:
+        server.stop()
+
+
+def kill_9_in_the_middle_of_a_linear_deployment(
+    server: ShipwayServer, model: VersionedModel
+) -> None:
+    """SIGKILL during the second of four linear steps; after a restart the deployment resumes
+    and finishes, and from the moment the endpoint serves again no request fails."""
     sagemaker = deploy_v1(server, model)
     sagemaker.update_endpoint(
         EndpointName="e",
