@@ -151,6 +151,14 @@ def test_canary_moves_traffic_in_two_steps_with_bakes_then_removes_the_old_fleet
             shown.stdout.split()
         )
 
+        watching = subprocess.Popen(
+            [sys.executable, "-m", "shipway", "--url", platform.url, "endpoints", "watch", "e"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
         platform.clock.advance(299)
         load.wait_for(50, load.mark())
         assert deployment(platform)["Phase"] == "Baking"  # type: ignore[index]
@@ -171,6 +179,10 @@ def test_canary_moves_traffic_in_two_steps_with_bakes_then_removes_the_old_fleet
     assert load.failures() == []
     assert described["EndpointConfigName"] == "v2"
     assert "PendingDeploymentSummary" not in described
+    watched, live = watching.communicate(timeout=30)
+    assert watching.returncode == 0, live
+    assert "Deployed: endpoint e is InService on v2." in watched
+    assert "Updating to v2 — blue/green, canary 25%" in live  # the live view, on stderr
     assert (
         described["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"]
         == 120

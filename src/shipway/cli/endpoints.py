@@ -1,5 +1,5 @@
 """``shipway endpoints``: create (and wait for), describe, list, update (deploy a new
-configuration, with a live view of the deployment) and delete endpoints."""
+configuration, with a live view of the deployment), watch a deployment, and delete endpoints."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ __all__ = [
     "shadow_report",
     "status_text",
     "update",
+    "watch",
 ]
 
 app = typer.Typer(help="Create, describe, list and delete endpoints.", no_args_is_help=True)
@@ -214,6 +215,24 @@ def update(
     if not wait:
         console.print(f"Updating endpoint [bold]{escape(name)}[/] to {escape(config)}")
         return
+    message, succeeded = outcome(follow(client, name, progress))
+    console.print(message)
+    if not succeeded:
+        raise typer.Exit(1)
+
+
+@app.command()
+def watch(ctx: typer.Context, name: Name) -> None:
+    """Follow the deployment in progress on an endpoint live until it ends; exit 1 if it rolls
+    back (or there is none)."""
+    client = ctx.ensure_object(ShipwayClient)
+    if client.deployment(name) is None:
+        endpoint = client.describe_endpoint(name)
+        console.print(
+            f"Endpoint [bold]{escape(name)}[/] has no deployment in progress; it is "
+            f"{status_text(endpoint.endpoint_status)}."
+        )
+        raise typer.Exit(1)
     message, succeeded = outcome(follow(client, name, progress))
     console.print(message)
     if not succeeded:
