@@ -124,6 +124,13 @@ class Endpoint(Shape):
     """The highest generation handed out, so a new fleet never shares one with an old fleet."""
     tags: list[Tag] | None = None
 
+    def configs_in_use(self) -> list[EndpointConfig]:
+        """The configurations the endpoint serves (none once it is being deleted): its own and,
+        during a deployment, the new one."""
+        if self.endpoint_status is EndpointStatus.DELETING:
+            return []
+        return [self.config, *([self.deployment.config] if self.deployment is not None else [])]
+
 
 class EndpointSummary(Shape):
     endpoint_name: str

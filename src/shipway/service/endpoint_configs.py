@@ -88,7 +88,7 @@ class EndpointConfigService:
         users = [
             e.endpoint_name
             for e in self._store.endpoints.all()
-            if e.endpoint_config_name.lower() == name.lower()
+            if any(c.endpoint_config_name.lower() == name.lower() for c in e.configs_in_use())
         ]
         if users:
             raise ResourceInUse(

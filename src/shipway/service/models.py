@@ -77,7 +77,11 @@ class ModelService:
         users = [
             e.endpoint_name
             for e in self._store.endpoints.all()
-            if any((v.model_name or "").lower() == name.lower() for v in e.config.all_variants())
+            if any(
+                (v.model_name or "").lower() == name.lower()
+                for c in e.configs_in_use()
+                for v in c.all_variants()
+            )
         ]
         if users:
             raise ResourceInUse(

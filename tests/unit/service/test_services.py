@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from shipway.domain.clock import ManualClock
+from shipway.domain.deployment import UpdateEndpointInput
 from shipway.domain.endpoint import CreateEndpointInput, EndpointStatus
 from shipway.domain.endpoint_config import CreateEndpointConfigInput
 from shipway.domain.errors import (
@@ -588,3 +589,37 @@ def test_a_model_can_be_deleted_once_its_endpoint_is_gone(services: Services) ->
     services.models.delete_model("m")
 
     assert services.store.models.get("m") is None
+
+
+def test_an_endpoint_being_deleted_no_longer_holds_its_config_and_model(
+    services: Services,
+) -> None:
+    services.model("m")
+    services.config("c")
+    services.endpoint("e", "c")
+    services.endpoints.delete_endpoint("e")  # Deleting: the controller has not removed it yet
+
+    services.configs.delete_endpoint_config("c")
+    services.models.delete_model("m")
+
+    assert services.store.endpoint_configs.get("c") is None
+    assert services.store.models.get("m") is None
+
+
+def test_the_config_a_deployment_moves_to_is_in_use(services: Services) -> None:
+    services.model("m")
+    services.model("m2")
+    services.config("c")
+    services.config("c2", variant(model="m2"))
+    services.endpoint("e", "c")
+    services.store.endpoints.update(
+        "e", lambda e: e.model_copy(update={"endpoint_status": EndpointStatus.IN_SERVICE})
+    )
+    services.endpoints.update_endpoint(
+        parse(UpdateEndpointInput, {"EndpointName": "e", "EndpointConfigName": "c2"})
+    )
+
+    with pytest.raises(ResourceInUse, match="endpoint\\(s\\) e use it"):
+        services.configs.delete_endpoint_config("c2")
+    with pytest.raises(ResourceInUse):
+        services.models.delete_model("m2")
