@@ -29,7 +29,9 @@ from tests.integration.rollouts import (
 
 pytestmark = pytest.mark.slow
 
-BAKE = 2
+BAKE = 4
+"""Seconds: long enough for about a thousand answers inside each bake, so the measured split
+is within 5 % of the policy's with a margin of three standard deviations."""
 
 
 @pytest.fixture(scope="module")
