@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -221,20 +222,20 @@ def _output(result: Shape | None) -> Document:
 # --- the protocols ----------------------------------------------------------------------------
 
 
-class _Protocol:
+class _Protocol(ABC):
     """How one of CloudWatch's wire protocols reads requests and writes answers."""
 
     content_type: bytes
     extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 
-    def decode(self, body: bytes) -> Document:
-        raise NotImplementedError
+    @abstractmethod
+    def decode(self, body: bytes) -> Document: ...
 
-    def encode(self, operation: str, document: Document, request_id: str) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def encode(self, operation: str, document: Document, request_id: str) -> bytes: ...
 
-    def error(self, error: WireError, request_id: str) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def error(self, error: WireError, request_id: str) -> bytes: ...
 
 
 class _Cbor(_Protocol):
