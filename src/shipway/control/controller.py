@@ -337,13 +337,9 @@ class Controller:
         observation = FleetObservation(
             old_in_service={o.variant_name: o.in_service for o in old},
             new_in_service={o.variant_name: o.in_service for o in new},
-            new_failure=next(
-                (f"variant {o.variant_name}: {o.failure}" for o in new if o.failure), None
-            ),
+            new_failure=_first_failure(new),
             old_live=self._old_live(endpoint),
-            old_failure=next(
-                (f"variant {o.variant_name}: {o.failure}" for o in old if o.failure), None
-            ),
+            old_failure=_first_failure(old),
         )
         alarms = deployment.deployment_config.alarm_names
         firing = await asyncio.to_thread(self._firing, alarms) if alarms else []
@@ -644,16 +640,20 @@ class Controller:
             self._published = snapshot
             self._publish_snapshot(Snapshot(snapshot, self._version))
 
+    def _in_service(self, endpoint: Endpoint, generation: int) -> list[Instance]:
+        """The instances of one fleet that can take traffic."""
+        return [
+            t.instance
+            for t in self._tracked.values()
+            if t.instance.endpoint_name == endpoint.endpoint_name
+            and t.instance.generation == generation
+            and t.instance.status is InstanceStatus.IN_SERVICE
+        ]
+
     def _serving(self, endpoint: Endpoint, generation: int, config: EndpointConfig) -> bool:
         """Whether a fleet has a production instance in service."""
         production = {v.variant_name for v in config.production_variants}
-        return any(
-            t.instance.endpoint_name == endpoint.endpoint_name
-            and t.instance.generation == generation
-            and t.instance.variant_name in production
-            and t.instance.status is InstanceStatus.IN_SERVICE
-            for t in self._tracked.values()
-        )
+        return any(i.variant_name in production for i in self._in_service(endpoint, generation))
 
     def _variant_snapshots(
         self,
@@ -666,18 +666,16 @@ class Controller:
         """One fleet's variants as the router sees them. With a ``share`` (during a
         deployment) the fleet's weights are scaled to take that fraction of all traffic."""
         total = sum(weights.values())
+        serving = self._in_service(endpoint, generation)
         snapshots = []
         for variant in variants:
             weight = weights.get(variant.variant_name, 0.0)
             if share is not None:
                 weight = share * weight / total if total > 0 else 0.0
             instances = tuple(
-                InstanceSnapshot(t.instance.instance_id, t.instance.address)
-                for t in self._tracked.values()
-                if t.instance.endpoint_name == endpoint.endpoint_name
-                and t.instance.generation == generation
-                and t.instance.variant_name == variant.variant_name
-                and t.instance.status is InstanceStatus.IN_SERVICE
+                InstanceSnapshot(i.instance_id, i.address)
+                for i in serving
+                if i.variant_name == variant.variant_name
             )
             snapshots.append(
                 VariantSnapshot(
@@ -693,6 +691,11 @@ class Controller:
 
 class _Changed(Exception):
     """The endpoint's deployment changed since this pass read it."""
+
+
+def _first_failure(observations: list[VariantObservation]) -> str | None:
+    """Why the first variant that cannot come up cannot, if one cannot."""
+    return next((f"variant {o.variant_name}: {o.failure}" for o in observations if o.failure), None)
 
 
 def _key(instance: Instance) -> tuple[str, int, str]:

@@ -103,7 +103,6 @@ def plan(
     termination = float(blue_green.termination_wait_in_seconds or 0) if blue_green else 0.0
     maximum = blue_green.maximum_execution_timeout_in_seconds if blue_green else None
     _check_timeout(maximum, len(shares) * bake + termination, "BlueGreenUpdatePolicy")
-    _check_default_timeout(maximum, len(shares) * bake + termination)
     steps = [
         Step(share=s, new_counts=dict(new_counts), old_counts=dict(old_counts)) for s in shares
     ]
@@ -149,7 +148,6 @@ def _plan_rolling(
     bake = float(rolling.wait_interval_in_seconds)
     maximum = rolling.maximum_execution_timeout_in_seconds
     _check_timeout(maximum, len(steps) * bake, "RollingUpdatePolicy")
-    _check_default_timeout(maximum, len(steps) * bake)
     rollback = rolling.rollback_maximum_batch_size
     return Plan(
         steps=steps,
@@ -203,15 +201,13 @@ def _batch(size: CapacitySize, count: int, field: str, *, limit: bool = True) ->
 
 
 def _check_timeout(maximum: int | None, waits: float, policy: str) -> None:
+    """The deployment's waits must fit in its MaximumExecutionTimeout, given or default."""
     if maximum is not None and maximum <= waits:
         raise ValidationError(
             f"MaximumExecutionTimeoutInSeconds ({maximum}) of the {policy} must be longer than "
             f"the deployment's waits, {waits:.0f} seconds in all (every bake, and the "
             "termination wait)."
         )
-
-
-def _check_default_timeout(maximum: int | None, waits: float) -> None:
     if maximum is None and waits >= DEFAULT_MAXIMUM_EXECUTION_TIMEOUT:
         raise ValidationError(
             f"The deployment's waits add up to {waits:.0f} seconds (every bake, and the "

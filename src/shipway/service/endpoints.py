@@ -229,11 +229,7 @@ class EndpointService:
         new weights route at once. Variants not named keep what they have.
         """
         endpoint = self.get(request.endpoint_name)
-        if endpoint.endpoint_status is not EndpointStatus.IN_SERVICE:
-            raise InvalidState(
-                f'Cannot update endpoint "{endpoint.endpoint_arn}" while it is '
-                f"{endpoint.endpoint_status.value}; it must be InService."
-            )
+        _check_updatable(endpoint)
         changes = {c.variant_name: c for c in request.desired_weights_and_capacities}
         known = {v.variant_name for v in endpoint.variants}
         unknown = sorted(set(changes) - known)
@@ -268,11 +264,7 @@ class EndpointService:
         now = self._clock.now()
 
         def updating(current: Endpoint) -> Endpoint:
-            if current.endpoint_status is not EndpointStatus.IN_SERVICE:
-                raise InvalidState(
-                    f'Cannot update endpoint "{current.endpoint_arn}" while it is '
-                    f"{current.endpoint_status.value}; it must be InService."
-                )
+            _check_updatable(current)
             return current.model_copy(
                 update={
                     "variants": variants,
