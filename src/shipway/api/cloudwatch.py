@@ -287,7 +287,8 @@ class _Query(_Protocol):
     content_type = b"text/xml"
 
     def decode(self, body: bytes) -> Document:
-        return awsquery.decode(self.operation_of(body), _form(body))
+        form = _form(body)
+        return awsquery.decode(form.get("Action", ""), form)
 
     @staticmethod
     def operation_of(body: bytes) -> str:
@@ -367,9 +368,6 @@ class CloudWatchAPI:
             return
         try:
             document = protocol.decode(body)
-            if protocol is _QUERY:
-                document.pop("Action", None)
-                document.pop("Version", None)
             result = await asyncio.to_thread(call, self._platform, document)
             answer = protocol.encode(name, _output(result), request_id)
         except _Malformed as exc:

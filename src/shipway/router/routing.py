@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -209,9 +210,11 @@ class RoutingTable:
         self._upstreams = upstreams
         self.version = snapshot.version
 
-    def _variants(self) -> list[VariantRoute]:
+    def _variants(self) -> Iterator[VariantRoute]:
         """Every variant of every endpoint, production and shadow."""
-        return [v for e in self._endpoints.values() for v in (*e.variants, *e.shadows)]
+        for endpoint in self._endpoints.values():
+            yield from endpoint.variants
+            yield from endpoint.shadows
 
     def _instances(self, instance_id: str) -> list[InstanceRoute]:
         return [
