@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from shipway.api.auth import AuthMiddleware, load_access_keys
+from shipway.api.body_limit import BodyLimits, guard_body
 from shipway.api.cloudwatch import CloudWatchAPI
 from shipway.api.rest import create_rest_app
 from shipway.api.runtime import RuntimeAPI
@@ -34,7 +35,7 @@ from shipway.service.alarms import AlarmEvaluator, AlarmService
 from shipway.service.metrics import MetricService
 from shipway.service.tags import TagService
 from shipway.settings import Settings
-from shipway.store.artifacts import ArtifactStore
+from shipway.store.artifacts import ArchiveLimits, ArtifactStore, SourcePolicy
 from shipway.store.metadata import MetadataStore
 
 __all__ = ["Platform", "serve"]
@@ -61,7 +62,18 @@ class Platform:
         self.store = MetadataStore(settings.metadata_url)
         self.catalog = InstanceTypeCatalog.load(settings.instance_types_file)
         self.artifacts = ArtifactStore(
-            settings.artifact_cache, s3_endpoint_url=settings.s3_endpoint_url
+            settings.artifact_cache,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            limits=ArchiveLimits(
+                settings.max_model_bytes, settings.max_model_files, settings.min_free_disk_bytes
+            ),
+            sources=SourcePolicy(
+                allow_http=settings.allow_http_model_data,
+                allow_private_hosts=settings.allow_private_model_data_hosts,
+                protected_paths=[p for p in (settings.home, settings.access_keys_file) if p],
+                own_model_paths=[settings.home / "demo-model"],  # shipway server --demo's
+                model_data_paths=settings.model_data_paths,
+            ),
         )
         self.metrics = MetricsStore()
         self.alarms = AlarmService(
@@ -131,9 +143,15 @@ class Platform:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" and RuntimeAPI.handles(scope):
-            await self.runtime_api(scope, receive, send)
-        elif kind == "http" and CloudWatchAPI.handles(scope):
+        if kind == "http":
+            if RuntimeAPI.handles(scope):  # it holds invocations to max_payload_bytes itself
+                await self.runtime_api(scope, receive, send)
+                return
+            guarded = await guard_body(scope, receive, send, self.settings.max_request_bytes)
+            if guarded is None:  # answered 413, or the client left
+                return
+            receive = guarded
+        if kind == "http" and CloudWatchAPI.handles(scope):
             await self.cloudwatch_api(scope, receive, send)
         elif kind == "http" and SageMakerAPI.handles(scope):
             await self.sagemaker_api(scope, receive, send)
@@ -172,7 +190,16 @@ def serve(
         )
     platform = Platform(settings)
     config = uvicorn.Config(
-        platform if keys is None else AuthMiddleware(platform, keys),
+        platform
+        if keys is None
+        else AuthMiddleware(
+            platform,
+            keys,
+            region=settings.region,
+            limits=BodyLimits(
+                request=settings.max_request_bytes, invocation=settings.max_payload_bytes
+            ),
+        ),
         host=settings.host,
         port=settings.port,
         loop="uvloop",

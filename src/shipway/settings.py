@@ -57,11 +57,36 @@ class Settings(BaseSettings):
     alarm_evaluation_interval_seconds: float = 1.0
     """How often every alarm is evaluated against the metrics (CloudWatch: every period)."""
 
+    max_model_bytes: int = Field(default=16 * 1024 * MIB, ge=1)
+    """Largest model a ModelDataUrl may unpack or download to, in bytes (16 GiB); a bigger
+    archive is refused before anything is written."""
+    max_model_files: int = Field(default=100_000, ge=1)
+    """Most files and folders one model archive may unpack to."""
+    min_free_disk_bytes: int = Field(default=1024 * MIB, ge=0)
+    """Free space an unpacked archive must leave on the artifact cache's disk (1 GiB)."""
+    allow_http_model_data: bool = False
+    """Accept ``http://`` and ``https://`` ModelDataUrls (off: a caller could make the server
+    request any URL). Hosts must still resolve to public addresses only."""
+    allow_private_model_data_hosts: bool = False
+    """With ``allow_http_model_data``: also fetch from loopback, link-local (169.254/16, cloud
+    metadata), private, multicast and unspecified addresses."""
+    model_data_paths: list[Path] | None = None
+    """Folders local ModelDataUrls must lie in (JSON list in the environment:
+    ``SHIPWAY_MODEL_DATA_PATHS='["/srv/models"]'``); unset: any local path outside the data
+    dir and the access keys file."""
+
     max_batch_size: int = 64
     """Adaptive batching: most requests merged into one predict call."""
     max_batch_delay_ms: float = 0.0
     """Adaptive batching: longest wait for more requests before predicting (0: take what is
     queued)."""
+
+    # --- request size limits ---
+    max_request_bytes: int = Field(default=MIB, ge=1024)
+    """Largest request body but invocations' (those take ``max_payload_bytes``): SageMaker's
+    control plane, CloudWatch, the REST API. Larger bodies are answered 413 unread. The largest
+    legitimate SageMaker request (CreateModel with 15 containers at every length limit) is about
+    a quarter of the default; CloudWatch takes at most 1 MB per request."""
 
     @property
     def account(self) -> Account:

@@ -6,7 +6,15 @@ Off when no access keys are configured (the loopback quick start). With keys, ev
 - **SigV4** (``Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...``
   and ``X-Amz-Date``), as boto3 signs, accepted everywhere. The canonical request is rebuilt with
   botocore's own signer, so whatever boto3 signs verifies; ``Host`` must be signed and arrive
-  unchanged, and ``X-Amz-Date`` must be within 15 minutes of the server's clock.
+  unchanged, and ``X-Amz-Date`` must be within 15 minutes of the server's clock. The credential
+  must be scoped to the server's region and to the service the request addresses
+  (:data:`shipway.api.wire.SIGNING_NAMES`: ``sagemaker`` for SageMaker's control plane, its
+  runtime and the REST API, ``monitoring`` for CloudWatch).
+
+  Everything that needs no body (the header, the date, the key, the scope) is checked before a
+  byte of the body is read. The body is then read within its size limit
+  (:mod:`shipway.api.body_limit`: 413 past it, at once when ``Content-Length`` says so) and
+  hashed as it streams; the signature is checked against that hash.
 - **Bearer tokens** (``Authorization: Bearer <token>``) for the REST API, the dashboard,
   ``/metrics`` and invocations (``/endpoints/...`` is also the REST API's invocation path, which
   ``shipway invoke`` uses); not on the SageMaker control-plane wire (``X-Amz-Target``
@@ -51,12 +59,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
-import cbor2
-import orjson
 from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
 from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 
-from shipway.api import awsquery
+from shipway.api.body_limit import (
+    BodyLimits,
+    BodyTooLarge,
+    Disconnected,
+    declared_length,
+    read_body,
+    refuse_too_large,
+    replay,
+)
+from shipway.api.wire import RequestWire, Wire, answer_error, wire_of
 from shipway.domain.errors import ShipwayError
 
 __all__ = [
@@ -227,11 +242,15 @@ def verify_sigv4(
     body: bytes,
     keys: AccessKeys,
     now: float,
+    *,
+    region: str | None = None,
+    service: str | None = None,
 ) -> str:
     """Check a SigV4-signed request; return its access key id or raise :class:`AuthError`.
 
     ``path_with_query`` is the request target as it came on the wire (still percent-encoded);
-    ``now`` is the server's time in epoch seconds.
+    ``now`` is the server's time in epoch seconds. ``region`` and ``service``, when given, are
+    what the credential must be scoped to.
     """
     pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
     authorization = [value for name, value in pairs if name.lower() == "authorization"]
@@ -242,24 +261,36 @@ def verify_sigv4(
     signed = _parse_authorization(authorization[0])
     amz_date = next((v for n, v in pairs if n.lower() == "x-amz-date"), None)
     key = _check_key_and_date(signed, amz_date, keys, now)
-    _check_signature(signed, key, method, path_with_query, pairs, body, keys)
+    _check_scope(signed, region, service)
+    payload_hash = sha256(body).hexdigest()
+    _check_signature(signed, key, method, path_with_query, pairs, payload_hash, keys)
     return key.access_key_id
 
 
 class AuthMiddleware:
     """ASGI middleware: authenticate every request (but ``GET /healthz``) when keys are set.
 
-    Rejected requests are answered 403 and never reach ``app``. A SigV4 request's body is read
-    in full to check its hash, then handed to ``app`` unchanged. The authenticated key id is
-    put in ``scope["shipway.access_key_id"]``.
+    Rejected requests are answered 403 and never reach ``app``. A SigV4 request is checked as
+    far as its headers allow before its body is read; the body is then read within ``limits``
+    (413 past them), hashed as it streams, and handed to ``app`` unchanged once the signature
+    matches. The credential must be scoped to ``region`` and to the service the request
+    addresses. The authenticated key id is put in ``scope["shipway.access_key_id"]``.
     """
 
     def __init__(
-        self, app: ASGIApp, keys: AccessKeys | None, clock: Callable[[], float] = time.time
+        self,
+        app: ASGIApp,
+        keys: AccessKeys | None,
+        clock: Callable[[], float] = time.time,
+        *,
+        region: str,
+        limits: BodyLimits,
     ) -> None:
         self.app = app
         self.keys = keys
         self.clock = clock
+        self.region = region
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -272,17 +303,8 @@ class AuthMiddleware:
         if path == "/healthz" and method == "GET" and kind == "http":
             await self.app(scope, receive, send)
             return
-        authorization: list[bytes] = []
-        amz_target = False
-        form = False
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization.append(value)
-            elif name == b"x-amz-target":
-                amz_target = True
-            elif name == b"content-type":
-                form = value.startswith(b"application/x-www-form-urlencoded")
-        wire = _wire(path, amz_target, form)
+        authorization = [value for name, value in scope["headers"] if name == b"authorization"]
+        wire = wire_of(scope)
         try:
             if not authorization:
                 raise AuthError(MISSING, "Missing Authentication Token")
@@ -290,7 +312,7 @@ class AuthMiddleware:
                 raise AuthError(INCOMPLETE, "The request has more than one Authorization header.")
             value = authorization[0].decode("latin-1")
             if value[:7].lower() == "bearer ":
-                if wire in _SIGV4_ONLY:
+                if wire.wire in _SIGV4_ONLY:
                     raise AuthError(
                         INCOMPLETE,
                         "This API takes AWS Signature Version 4 (AWS4-HMAC-SHA256) only; "
@@ -302,19 +324,36 @@ class AuthMiddleware:
                 headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]]
                 amz_date = next((v for n, v in headers if n == "x-amz-date"), None)
                 key = _check_key_and_date(signed, amz_date, keys, self.clock())
-                body = await _read_body(receive) if kind == "http" else b""
-                _check_signature(signed, key, method, _target(scope), headers, body, keys)
-                akid = key.access_key_id
+                _check_scope(signed, self.region, wire.signing_name)
+                digest = sha256()
                 if kind == "http":
-                    receive = _replay(body, receive)
+                    body = await self._read(scope, receive, digest)
+                    receive = replay(body, receive)
+                _check_signature(
+                    signed, key, method, _target(scope), headers, digest.hexdigest(), keys
+                )
+                akid = key.access_key_id
         except AuthError as exc:
             log.debug("denied %s %s: %s", method, path, exc.code)
             await _deny(kind, wire, exc, send)
             return
-        except _Disconnected:
+        except BodyTooLarge as exc:
+            log.debug("refused %s %s: body over %d bytes", method, path, exc.limit)
+            await refuse_too_large(send, wire, exc)
+            return
+        except Disconnected:
             return
         scope["shipway.access_key_id"] = akid
         await self.app(scope, receive, send)
+
+    async def _read(self, scope: Scope, receive: Receive, digest: Any) -> bytes:
+        """The body within its limit, through ``digest``; a declared length over the limit is
+        refused before anything is read."""
+        limit = self.limits.of(scope)
+        length = declared_length(scope)
+        if length is not None and length > limit:
+            raise BodyTooLarge(length, limit)
+        return await read_body(receive, limit, digest)
 
 
 # --- SigV4 -----------------------------------------------------------------------------------
@@ -411,18 +450,29 @@ def _check_key_and_date(
     return key
 
 
+def _check_scope(signed: _Signed, region: str | None, service: str | None) -> None:
+    """The credential's region and service must be the ones this request is for."""
+    if region is not None and signed.region != region:
+        raise AuthError(
+            INVALID, f"Credential should be scoped to a valid region, not '{signed.region}'."
+        )
+    if service is not None and signed.service != service:
+        raise AuthError(INVALID, f"Credential should be scoped to correct service: '{service}'.")
+
+
 def _check_signature(
     signed: _Signed,
     key: AccessKey,
     method: str,
     path_with_query: str,
     headers: Sequence[tuple[str, str]],
-    body: bytes,
+    payload_hash: str,
     keys: AccessKeys,
 ) -> None:
+    """Check the signature of a request whose body hashes (SHA-256, hex) to ``payload_hash``."""
     path, _, query = path_with_query.partition("?")
     request = _Received(method=method, url=_URL_BASE + path, params=_params(query))
-    request.body = body
+    request.payload_hash = payload_hash
     amz_date = ""
     for name, value in headers:
         lower = name.lower()
@@ -432,10 +482,10 @@ def _check_signature(
             amz_date = value.strip()
     # botocore takes a signed x-amz-content-sha256 as the body's hash on trust: check it.
     declared = request.headers.get("x-amz-content-sha256")
-    if declared is not None and declared != sha256(body).hexdigest():
+    if declared is not None and declared != payload_hash:
         raise AuthError(INVALID, "The x-amz-content-sha256 header does not match the body.")
     request.context["timestamp"] = amz_date
-    signer = SigV4Auth(None, signed.service, signed.region)
+    signer = _Verifier(None, signed.service, signed.region)
     string_to_sign: str = signer.string_to_sign(request, signer.canonical_request(request))
     scope = (signed.date, signed.region, signed.service)
     signing_key = keys._signing_key(key, *scope)
@@ -446,10 +496,19 @@ def _check_signature(
 
 
 class _Received(AWSRequest):  # type: ignore[misc]
-    """A request as it was received: its body is the bytes read (botocore's ``AWSRequest``
-    would prepare a whole request for sending each time the signer asks for it)."""
+    """A request as it was received: its body was hashed as it streamed in, and only the hash
+    is kept (botocore's ``AWSRequest`` would prepare a whole request for sending each time the
+    signer asks for it)."""
 
-    body: bytes = b""
+    payload_hash: str = ""
+
+
+class _Verifier(SigV4Auth):  # type: ignore[misc]
+    """botocore's signer, taking the payload's hash from the request rather than rehashing a
+    body (which was never kept whole for it)."""
+
+    def payload(self, request: _Received) -> str:
+        return request.payload_hash
 
 
 def _params(query: str) -> list[tuple[str, str]]:
@@ -532,24 +591,7 @@ def _entry(path: Path, index: int, entry: object) -> AccessKey:
 
 # --- ASGI plumbing ---------------------------------------------------------------------------
 
-_JSON, _RUNTIME, _REST = "json", "runtime", "rest"
-_CBOR, _QUERY = "cbor", "query"  # CloudWatch's Smithy RPC v2 CBOR and awsquery wires
-_SIGV4_ONLY = frozenset({_JSON, _CBOR, _QUERY})
-
-
-def _wire(path: str, amz_target: bool, form: bool) -> str:
-    """The wire format a request came in, so a denial answers in it."""
-    if amz_target:
-        return _JSON
-    if path.startswith("/service/"):
-        return _CBOR
-    if path == "/" and form:
-        return _QUERY
-    return _RUNTIME if path.startswith("/endpoints/") else _REST
-
-
-class _Disconnected(Exception):
-    pass
+_SIGV4_ONLY = frozenset({Wire.JSON, Wire.CBOR, Wire.QUERY})
 
 
 def _target(scope: Scope) -> str:
@@ -560,60 +602,8 @@ def _target(scope: Scope) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands out the body already read, then defers to the server's."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
-async def _deny(kind: str, wire: str, exc: AuthError, send: Send) -> None:
+async def _deny(kind: str, wire: RequestWire, exc: AuthError, send: Send) -> None:
     if kind == "websocket":  # closing before accepting: the server answers 403
         await send({"type": "websocket.close", "code": 1008, "reason": exc.code})
         return
-    extra: list[tuple[bytes, bytes]] = []
-    body: bytes | None = None
-    if wire == _JSON:
-        content_type = b"application/x-amz-json-1.1"
-        document = {"__type": exc.code, "message": exc.message}
-    elif wire == _CBOR:
-        content_type = b"application/cbor"
-        body = bytes(cbor2.dumps({"__type": exc.code, "message": exc.message}))
-        extra.append((b"smithy-protocol", b"rpc-v2-cbor"))
-    elif wire == _QUERY:
-        content_type = b"text/xml"
-        body = awsquery.encode_error("Sender", exc.code, exc.message, "")
-    elif wire == _RUNTIME:
-        content_type = b"application/json"
-        document = {"message": exc.message}
-        extra.append((b"x-amzn-errortype", exc.code.encode()))
-    else:
-        content_type = b"application/json"
-        document = {"code": exc.code, "message": exc.message}
-    if body is None:
-        body = orjson.dumps(document)
-    headers = [
-        (b"content-type", content_type),
-        (b"content-length", str(len(body)).encode()),
-        *extra,
-    ]
-    await send({"type": "http.response.start", "status": AuthError.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await answer_error(send, wire, AuthError.status, exc.code, exc.message)

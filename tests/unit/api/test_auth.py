@@ -11,7 +11,9 @@ from typing import Any
 from unittest import mock
 from urllib.parse import urlsplit
 
+import cbor2
 import httpx
+import orjson
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -29,6 +31,7 @@ from shipway.api.auth import (
     verify_bearer,
     verify_sigv4,
 )
+from shipway.api.body_limit import BodyLimits
 
 AKID = "AKIDSHIPWAYTEST01"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSHIPWAYKEY"
@@ -389,6 +392,14 @@ class Recorder:
         await send({"type": "http.response.body", "body": b"echo:" + body})
 
 
+REGION = "us-east-1"
+LIMITS = BodyLimits(request=64 * 1024, invocation=6 * 1024 * 1024)
+
+
+def guarded(app: Any, now: float = NOW, limits: BodyLimits = LIMITS) -> AuthMiddleware:
+    return AuthMiddleware(app, KEYS, clock=lambda: now, region=REGION, limits=limits)
+
+
 @pytest.fixture
 def app() -> Recorder:
     return Recorder()
@@ -396,7 +407,7 @@ def app() -> Recorder:
 
 @pytest.fixture
 def middleware(app: Recorder) -> AuthMiddleware:
-    return AuthMiddleware(app, KEYS, clock=lambda: NOW)
+    return guarded(app)
 
 
 def send(
@@ -426,7 +437,9 @@ def signed_json() -> AWSRequest:
 
 
 def test_no_keys_means_every_request_passes(app: Recorder) -> None:
-    response = send(AuthMiddleware(app, None), "POST", "/api/models", b"{}")
+    response = send(
+        AuthMiddleware(app, None, region=REGION, limits=LIMITS), "POST", "/api/models", b"{}"
+    )
     assert response.status_code == 200
     assert len(app.calls) == 1
 
@@ -507,7 +520,7 @@ def test_bad_signatures_never_reach_the_app(
     assert send_signed(middleware, wrong).json()["__type"] == "InvalidSignatureException"
     unknown = sign("POST", "http://testserver/", b"{}", JSON11, akid="AKIDNOBODY")
     assert send_signed(middleware, unknown).json()["__type"] == "UnrecognizedClientException"
-    stale = AuthMiddleware(app, KEYS, clock=lambda: NOW + 16 * 60)
+    stale = guarded(app, now=NOW + 16 * 60)
     response = send_signed(stale, signed_json)
     assert response.status_code == 403
     assert response.json()["message"].startswith("Signature expired: 20261121T090650Z")
@@ -576,7 +589,7 @@ def test_lifespan_passes_through_and_websockets_need_auth(app: Recorder) -> None
     async def inner(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope["type"])
 
-    middleware = AuthMiddleware(inner, KEYS, clock=lambda: NOW)
+    middleware = guarded(inner)
     run_asgi(middleware, {"type": "lifespan"}, [])
     ws = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
     sent = run_asgi(middleware, ws, [{"type": "websocket.connect"}])
@@ -599,7 +612,7 @@ def test_a_client_that_leaves_mid_body_is_dropped(app: Recorder) -> None:
         "query_string": b"",
         "headers": [(n.lower().encode(), v.encode()) for n, v in headers],
     }
-    middleware = AuthMiddleware(app, KEYS, clock=lambda: NOW)
+    middleware = guarded(app)
     incoming = [{"type": "http.request", "body": b"{", "more_body": True}]
     sent = run_asgi(middleware, scope, [*incoming, {"type": "http.disconnect"}])
     assert sent == []
@@ -618,3 +631,218 @@ def test_the_public_surface_is_pinned() -> None:
         "verify_bearer",
         "verify_sigv4",
     ]
+
+
+# --- the credential scope ---------------------------------------------------------------------
+
+
+CLOUDWATCH_JSON = {
+    "Content-Type": "application/x-amz-json-1.0",
+    "X-Amz-Target": "GraniteServiceVersion20100801.DescribeAlarms",
+}
+FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "service"),
+    [
+        ("http://testserver/", JSON11, "sagemaker"),
+        ("http://testserver/endpoints/ep/invocations", {"Content-Type": "text/csv"}, "sagemaker"),
+        ("http://testserver/api/models", {"Content-Type": "application/json"}, "sagemaker"),
+        ("http://testserver/", CLOUDWATCH_JSON, "monitoring"),
+        (
+            "http://testserver/service/GraniteServiceVersion20100801/operation/DescribeAlarms",
+            {"Content-Type": "application/cbor", "Smithy-Protocol": "rpc-v2-cbor"},
+            "monitoring",
+        ),
+        ("http://testserver/", FORM, "monitoring"),
+        (
+            "http://testserver/",
+            {"X-Amz-Target": "AnyScaleFrontendService.DescribeScalableTargets"},
+            "application-autoscaling",
+        ),
+    ],
+)
+def test_each_wire_takes_the_service_boto3_signs_it_with(
+    app: Recorder, middleware: AuthMiddleware, url: str, headers: dict[str, str], service: str
+) -> None:
+    right = sign("POST", url, b"{}", headers, service=service)
+    assert send_signed(middleware, right).status_code == 200
+    for other in (
+        "s3",
+        "sagemaker-runtime",
+        "sagemaker" if service != "sagemaker" else "monitoring",
+    ):
+        wrong = sign("POST", url, b"{}", headers, service=other)
+        response = send_signed(middleware, wrong)
+        assert response.status_code == 403
+        assert response.headers.get("x-amzn-errortype", "InvalidSignatureException") == (
+            "InvalidSignatureException"
+        )
+        assert f"Credential should be scoped to correct service: '{service}'." in response.text
+    assert len(app.calls) == 1
+
+
+def test_another_region_is_refused(app: Recorder, middleware: AuthMiddleware) -> None:
+    request = sign("POST", "http://testserver/", b"{}", JSON11, region="xx-nowhere-9")
+    response = send_signed(middleware, request)
+    assert response.status_code == 403
+    assert response.json() == {
+        "__type": "InvalidSignatureException",
+        "message": "Credential should be scoped to a valid region, not 'xx-nowhere-9'.",
+    }
+    assert app.calls == []
+
+
+def test_verify_sigv4_checks_the_scope_when_asked() -> None:
+    request = sign("POST", "http://127.0.0.1:8080/", b"{}", JSON11)
+    method, target, headers, body = wire(request)
+    assert verify_sigv4(method, target, headers, body, KEYS, NOW, region=REGION) == AKID
+    for scope in ({"region": "eu-west-1"}, {"service": "monitoring"}):
+        with pytest.raises(AuthError) as caught:
+            verify_sigv4(method, target, headers, body, KEYS, NOW, **scope)
+        assert caught.value.code == "InvalidSignatureException"
+        assert caught.value.message.startswith("Credential should be scoped to ")
+
+
+class Unread:
+    """A ``receive`` that counts the body messages taken from a stream of ``pieces``."""
+
+    def __init__(self, pieces: int, size: int) -> None:
+        self.pieces = pieces
+        self.size = size
+        self.taken = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        self.taken += 1
+        more = self.taken < self.pieces
+        return {"type": "http.request", "body": b"x" * self.size, "more_body": more}
+
+
+def run_scope(
+    middleware: AuthMiddleware, request: AWSRequest, receive: Any, **header_changes: str | None
+) -> list[dict[str, Any]]:
+    method, target, headers, _ = wire(request)
+    for name, value in header_changes.items():
+        headers = replace_header(headers, name.replace("_", "-"), value)
+    path, _, query = target.partition("?")
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": [(n.lower().encode(), v.encode()) for n, v in headers],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def record(message: Any) -> None:
+        sent.append(message)
+
+    asyncio.run(middleware(scope, receive, record))
+    return sent
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"akid": "AKIDNOBODY"},
+        {"region": "xx-nowhere-9"},
+        {"service": "s3"},
+        {"at": datetime(2026, 11, 21, 8, 0, 0)},
+    ],
+)
+def test_credentials_are_checked_before_a_byte_of_body_is_read(
+    app: Recorder, middleware: AuthMiddleware, changes: dict[str, Any]
+) -> None:
+    request = sign("POST", "http://testserver/", b"{}", JSON11, **changes)
+    receive = Unread(pieces=1000, size=65536)
+    sent = run_scope(middleware, request, receive, content_length=str(1000 * 65536))
+    assert sent[0]["status"] == 403
+    assert receive.taken == 0
+    assert app.calls == []
+
+
+def test_a_declared_length_over_the_limit_is_refused_unread(
+    app: Recorder, middleware: AuthMiddleware
+) -> None:
+    request = sign("POST", "http://testserver/", b"{}", JSON11, secret="wrong")
+    receive = Unread(pieces=1000, size=65536)
+    sent = run_scope(middleware, request, receive, content_length=str(64 * 1024 + 1))
+    assert sent[0]["status"] == 413
+    assert receive.taken == 0
+    assert orjson.loads(sent[1]["body"]) == {
+        "__type": "ValidationException",
+        "message": "The request body of 65537 bytes or more exceeds the limit of 65536 bytes.",
+    }
+    assert app.calls == []
+
+
+def test_a_streamed_body_stops_being_read_at_the_limit(
+    app: Recorder, middleware: AuthMiddleware
+) -> None:
+    request = sign("POST", "http://testserver/api/models", b"{}", {}, secret="wrong")
+    receive = Unread(pieces=1000, size=16 * 1024)
+    sent = run_scope(middleware, request, receive, content_length=None)
+    assert sent[0]["status"] == 413
+    assert receive.taken == 5  # 80 KiB read: past 64 KiB
+    assert orjson.loads(sent[1]["body"])["code"] == "ValidationException"
+    assert app.calls == []
+
+
+def test_invocations_take_the_payload_limit_and_answer_as_the_runtime_does(
+    app: Recorder,
+) -> None:
+    middleware = guarded(app, limits=BodyLimits(request=1024, invocation=4096))
+    url = "http://testserver/endpoints/ep/invocations"
+    fits = sign("POST", url, b"x" * 4096, {"Content-Type": "text/csv"})
+    assert send_signed(middleware, fits).status_code == 200
+    over = sign("POST", url, b"x" * 4097, {"Content-Type": "text/csv"})
+    response = send_signed(middleware, over)
+    assert response.status_code == 413
+    assert response.headers["x-amzn-errortype"] == "ValidationError"
+    assert response.json() == {
+        "message": "Request body of 4097 bytes exceeds the maximum payload size of 4096 bytes."
+    }
+    assert len(app.calls) == 1
+
+
+def test_cloudwatch_wires_answer_too_large_in_their_own_format(app: Recorder) -> None:
+    middleware = guarded(app, limits=BodyLimits(request=1024, invocation=4096))
+    cbor_url = "http://testserver/service/GraniteServiceVersion20100801/operation/PutMetricData"
+    cbor = send_signed(middleware, sign("POST", cbor_url, b"x" * 2000, {}, service="monitoring"))
+    assert cbor.status_code == 413
+    assert cbor.headers["smithy-protocol"] == "rpc-v2-cbor"
+    assert cbor2.loads(cbor.content)["__type"] == "RequestEntityTooLarge"
+    assert cbor.headers["x-amzn-query-error"] == "RequestEntityTooLarge;Sender"
+    query = send_signed(
+        middleware, sign("POST", "http://testserver/", b"x" * 2000, FORM, service="monitoring")
+    )
+    assert query.status_code == 413
+    assert b"<Code>RequestEntityTooLarge</Code>" in query.content
+    assert app.calls == []
+
+
+def test_the_signature_is_checked_against_the_streamed_hash(
+    app: Recorder, middleware: AuthMiddleware
+) -> None:
+    body = b'{"ModelName": "m"}'
+    request = sign("POST", "http://testserver/", body, JSON11)
+    pieces = [body[:5], body[5:11], body[11:]]
+
+    def stream(parts: list[bytes]) -> Any:
+        messages = [
+            {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+            for i, part in enumerate(parts)
+        ]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        return receive
+
+    assert run_scope(middleware, request, stream(pieces))[0]["status"] == 200
+    assert app.calls[0]["body"] == body
+    tampered = [body[:5], b"X" + body[6:11], body[11:]]
+    assert run_scope(middleware, request, stream(tampered))[0]["status"] == 403
+    assert len(app.calls) == 1
