@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from shipway.domain.clock import Clock
 from shipway.domain.errors import NotFound, ResourceInUse, ValidationError
 from shipway.domain.listing import ListInput
@@ -20,6 +22,8 @@ from shipway.store.metadata import MetadataStore
 __all__ = ["ModelService"]
 
 KIND = "model"
+
+log = logging.getLogger(__name__)
 
 
 class ModelService:
@@ -89,3 +93,25 @@ class ModelService:
                 "Delete or update those endpoints first."
             )
         self._store.models.remove(name)
+        self._release_artifacts(model)
+
+    def _release_artifacts(self, deleted: Model) -> None:
+        """Remove the cached artifacts only the deleted model used (another model with the same
+        ModelDataUrl, or whose URL produced the same content, keeps them)."""
+        in_use = {
+            container.model_data_url
+            for model in self._store.models.all()
+            for container in model.all_containers()
+        }
+        for container in deleted.all_containers():
+            if container.model_data_url is None:
+                continue
+            try:
+                removed = self._artifacts.release(container.model_data_url, in_use.__contains__)
+            except OSError:
+                log.warning(
+                    "could not remove the cached artifact of %s", deleted.model_name, exc_info=True
+                )
+                continue
+            for entry in removed:
+                log.info("removed the cached artifact %s of model %s", entry, deleted.model_name)
