@@ -9,7 +9,10 @@ endpoints back into service) and, on shutdown, stops every instance gracefully.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import shutil
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from typing import Any
@@ -55,7 +58,7 @@ class Platform:
         clock: Clock | None = None,
         backend: ComputeBackend | None = None,
     ) -> None:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        _prepare_home(settings)
         self.settings = settings
         self.clock = clock or SystemClock()
         account = settings.account
@@ -97,7 +100,12 @@ class Platform:
             clock=self.clock,
             max_shadow_in_flight=settings.max_shadow_in_flight,
         )
-        self.backend = backend or LocalBackend(settings.log_dir)
+        self.backend = backend or LocalBackend(
+            settings.log_dir,
+            settings.run_dir,
+            network=settings.instance_network,
+            protected=[p for p in (settings.home, settings.access_keys_file) if p is not None],
+        )
         self.controller = Controller(
             store=self.store,
             backend=self.backend,
@@ -177,6 +185,26 @@ class Platform:
                 finally:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _prepare_home(settings: Settings) -> None:
+    """The data dir and its private parts, readable by the server's user alone (0700 folders,
+    0600 files); scratch folders a killed server left behind are removed."""
+    home = settings.home
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
+    for folder in (settings.log_dir, settings.run_dir):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)
+    for stale in settings.run_dir.iterdir():
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    if settings.database_url is None:
+        database = home / "shipway.db"
+        os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
+        for path in (database, home / "shipway.db-wal", home / "shipway.db-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                path.chmod(0o600)
 
 
 def serve(

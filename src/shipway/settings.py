@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     ``SHIPWAY_MODEL_DATA_PATHS='["/srv/models"]'``); unset: any local path outside the data
     dir and the access keys file."""
 
+    instance_network: bool = False
+    """Let instances use this machine's network. Off (the default), each instance runs in an
+    empty network namespace: model code reaches no service on loopback (databases, Redis,
+    Shipway's own ports), no metadata endpoint and nothing outside. A model created with
+    ``EnableNetworkIsolation`` never has network."""
+
     max_batch_size: int = 64
     """Adaptive batching: most requests merged into one predict call."""
     max_batch_delay_ms: float = 0.0

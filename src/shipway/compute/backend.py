@@ -24,6 +24,11 @@ class InstanceSpec:
     environment: dict[str, str] = field(default_factory=dict)
     max_batch_size: int = 64
     max_batch_delay_ms: float = 0.0
+    network_isolation: bool = False
+    """The model's ``EnableNetworkIsolation``: no network, whatever the server allows."""
+    predict_timeout_seconds: float | None = None
+    """A request in flight longer than this means the model is hung: the instance stops
+    itself (and is replaced) rather than keep every later request waiting."""
 
 
 @dataclass(frozen=True)

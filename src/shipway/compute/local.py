@@ -1,15 +1,21 @@
-"""The ``local`` compute backend: each instance is a model-server process on this machine.
+"""The ``local`` compute backend: each instance is a sandboxed model-server process here.
 
-The backend binds each instance's listening sockets itself (a TCP port on loopback for the
-container contract, a Unix socket for the router) and hands them to the child, so ports are never
-raced for and the address is known before the child has imported anything. Thread pools (OpenMP,
-MKL, OpenBLAS, the runtime's own) are sized from the instance type, capped by this machine's
-cores. Output goes to ``<log_dir>/<instance_id>.log``.
+The backend binds each instance's listening Unix socket itself, in a folder only the server can
+enter, and hands it to the child: no port is raced for, the address is known before the child has
+imported anything, and no other local user can reach an instance except through Shipway (there
+is no TCP port). The child starts through the sandbox launcher (:mod:`shipway.compute.sandbox`)
+with a clean environment (no Shipway settings, no secrets), its working directory, ``HOME`` and
+``TMPDIR`` in a scratch folder of its own, and the kernel's limits from its instance type:
+memory, CPU and processes in a control group (:mod:`shipway.compute.cgroups`) where the machine
+lets the server make one; otherwise the backend pins the instance to as many cores as its
+type's vCPUs and watches its memory itself. An instance over its memory is stopped, and
+:meth:`LocalBackend.exit_reason` says so. Output goes to ``<log_dir>/<instance_id>.log``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -18,11 +24,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from shipway.compute.backend import InstanceSpec, StartedInstance
+from shipway.compute.cgroups import Cgroups, InstanceCgroup
+from shipway.compute.sandbox import instance_policy
+from shipway.domain.errors import ShipwayError
 
 __all__ = ["LocalBackend"]
 
@@ -35,6 +46,14 @@ THREAD_VARIABLES = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
+PASSED_VARIABLES = ("LANG", "LANGUAGE", "TZ", "PYTHONPATH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+"""What an instance keeps of the server's environment: locale, time zone, where Python finds
+Shipway, and the machine-specific OpenBLAS settings that keep numpy correct. Nothing else: no
+``SHIPWAY_*`` setting, no credentials."""
+GIB = 1024**3
+MAX_PROCESSES = 4096
+"""Processes and threads one instance may have at once (a fork bomb stops there)."""
+_SOCKET_PREFIX = "shipway-"
 
 
 @dataclass
@@ -43,43 +62,90 @@ class _Process:
     log_path: Path
     failure_path: Path
     socket_path: Path
+    scratch: Path
     log_file: IO[bytes]
+    memory_limit: int | None
+    instance_type: str
+    cgroup: InstanceCgroup | None = None
+    cpus: tuple[int, ...] = ()
+    stopped_for: list[str] = field(default_factory=list)
+    """Why the backend itself stopped the process (over its memory), if it did."""
 
 
 class LocalBackend:
-    def __init__(self, log_dir: Path, *, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        run_dir: Path,
+        *,
+        network: bool = False,
+        protected: Sequence[Path] = (),
+        python: str = sys.executable,
+    ) -> None:
+        """``run_dir`` holds the instances' scratch folders; ``network`` lets instances use
+        the host's network; ``protected`` paths must stay out of every instance's reach."""
         self._log_dir = log_dir
+        self._run_dir = run_dir
+        self._network = network
+        self._protected = [str(p) for p in protected]
         self._python = python
         self._processes: dict[str, _Process] = {}
-        # Unix socket paths must stay under ~108 bytes: keep them in a short private folder.
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="shipway-"))
+        _remove_stale_socket_folders()
+        # Unix socket paths must stay under ~108 bytes: keep them in a short private folder,
+        # named after this server so that a later one can tell it is stale.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix=f"{_SOCKET_PREFIX}{os.getpid()}-"))
+        self._cgroups = Cgroups.detect()
+        self._cores = sorted(os.sched_getaffinity(0))
+        if self._cgroups is None:
+            log.info("no writable cgroups: instances are pinned to cores and their memory watched")
 
     async def start(self, spec: InstanceSpec) -> StartedInstance:
-        self._log_dir.mkdir(parents=True, exist_ok=True)
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        tcp.bind(("127.0.0.1", 0))
-        tcp.listen(1024)
+        self._log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        scratch = self._run_dir / spec.instance_id
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(mode=0o700, parents=True)
+        instance_type = spec.instance_type
+        threads = instance_type.threads()
+        memory = int(instance_type.memory_gib * GIB) or None
+        cgroup = None
+        cpus: tuple[int, ...] = ()
+        if self._cgroups is not None:
+            cgroup = self._cgroups.create(
+                spec.instance_id,
+                memory_bytes=memory,
+                cpus=float(instance_type.vcpus) or None,
+                pids=MAX_PROCESSES,
+            )
+        else:
+            cpus = self._pick_cores(threads)
+        try:
+            policy = instance_policy(
+                model_dir=str(spec.model_dir),
+                scratch=str(scratch),
+                network=self._network and not spec.network_isolation,
+                cpus=cpus,
+                cgroup_procs=cgroup.procs if cgroup is not None else (),
+                protected=self._protected,
+            )
+        except ValueError as exc:
+            if cgroup is not None:
+                cgroup.remove()
+            raise ShipwayError(f"the instance cannot be sandboxed: {exc}") from exc
         socket_path = self._socket_dir / f"{spec.instance_id}.sock"
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         unix.bind(str(socket_path))
         unix.listen(1024)
-        port = tcp.getsockname()[1]
         log_path = self._log_dir / f"{spec.instance_id}.log"
-        failure_path = self._log_dir / f"{spec.instance_id}.failure"
-        failure_path.unlink(missing_ok=True)
-        threads = spec.instance_type.threads()
-        env = {**os.environ, **spec.environment}
-        for name in THREAD_VARIABLES:
-            env[name] = str(threads)
-        env["SAGEMAKER_BIND_TO_PORT"] = str(port)
+        failure_path = scratch / "failure"
+        env = self._environment(spec, scratch, threads)
         command = [
+            self._python, "-m", "shipway.compute.sandbox", "--policy", policy.to_json(), "--",
             self._python,
             "-m",
             "shipway.serving",
             "--runtime", spec.runtime,
             "--model-dir", str(spec.model_dir),
             "--model-name", spec.model_name,
-            "--fd", str(tcp.fileno()),
             "--uds-fd", str(unix.fileno()),
             "--threads", str(threads),
             "--max-batch-size", str(spec.max_batch_size),
@@ -87,29 +153,57 @@ class LocalBackend:
             "--failure-file", str(failure_path),
             "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
-        log_file = log_path.open("ab")
+        if spec.predict_timeout_seconds is not None:
+            command += ["--predict-timeout", str(spec.predict_timeout_seconds)]
+        log_file = open(  # noqa: SIM115, ASYNC230 - the child writes to it until it stops
+            os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab"
+        )
         try:
             popen = subprocess.Popen(  # noqa: ASYNC220 - fork+exec, a few ms
                 command,
                 env=env,
+                cwd=scratch,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                pass_fds=(tcp.fileno(), unix.fileno()),
+                pass_fds=(unix.fileno(),),
                 start_new_session=True,  # a Ctrl-C at the terminal reaches the server, not these
             )
         except Exception:
             log_file.close()
             socket_path.unlink(missing_ok=True)
+            if cgroup is not None:
+                cgroup.remove()
             raise
         finally:
-            tcp.close()
             unix.close()
         self._processes[spec.instance_id] = _Process(
-            popen, log_path, failure_path, socket_path, log_file
+            popen, log_path, failure_path, socket_path, scratch, log_file, memory,
+            instance_type.name, cgroup, cpus,
+        )  # fmt: skip
+        log.info("started instance %s (pid %d)", spec.instance_id, popen.pid)
+        return StartedInstance(address=f"unix:{socket_path}", port=None, pid=popen.pid)
+
+    def _environment(self, spec: InstanceSpec, scratch: Path, threads: int) -> dict[str, str]:
+        env = {name: os.environ[name] for name in PASSED_VARIABLES if name in os.environ}
+        env.update(
+            PATH="/usr/local/bin:/usr/bin:/bin",
+            HOME=str(scratch),
+            TMPDIR=str(scratch),
+            JOBLIB_TEMP_FOLDER=str(scratch),
+            PYTHONDONTWRITEBYTECODE="1",
         )
-        log.info("started instance %s (pid %d, port %d)", spec.instance_id, popen.pid, port)
-        return StartedInstance(address=f"unix:{socket_path}", port=port, pid=popen.pid)
+        env.update(spec.environment)
+        for name in THREAD_VARIABLES:
+            env[name] = str(threads)
+        return env
+
+    def _pick_cores(self, count: int) -> tuple[int, ...]:
+        """The ``count`` cores the fewest instances are pinned to (no cgroup CPU limit)."""
+        if count >= len(self._cores):
+            return ()
+        used = Counter(core for p in self._processes.values() for core in p.cpus)
+        return tuple(sorted(sorted(self._cores, key=lambda core: (used[core], core))[:count]))
 
     def exit_reason(self, instance_id: str) -> str | None:
         process = self._processes.get(instance_id)
@@ -117,12 +211,39 @@ class LocalBackend:
             return "the instance is not running"
         code = process.popen.poll()
         if code is None:
+            self._watch_memory(instance_id, process)
             return None
+        limit = _gib(process.memory_limit)
+        if process.stopped_for:
+            return process.stopped_for[0]
+        if process.cgroup is not None and process.cgroup.oom_kills():
+            return (
+                f"the instance ran out of memory: its processes used more than the {limit} of "
+                f"its instance type {process.instance_type}, and the kernel stopped it"
+            )
         if process.failure_path.exists():
-            return process.failure_path.read_text(errors="replace").strip()[:1000]
+            with contextlib.suppress(OSError):
+                return process.failure_path.read_text(errors="replace").strip()[:1000]
         if code < 0:
             return f"the instance process was killed by signal {signal.Signals(-code).name}"
         return f"the instance process exited with status {code}{_tail(process.log_path)}"
+
+    def _watch_memory(self, instance_id: str, process: _Process) -> None:
+        """Without a memory cgroup: stop an instance whose processes outgrew its type."""
+        if process.cgroup is not None or process.memory_limit is None:
+            return
+        used = _session_rss(process.popen.pid)
+        if used <= process.memory_limit:
+            return
+        reason = (
+            f"the instance ran out of memory: its processes used {_gib(used)}, more than the "
+            f"{_gib(process.memory_limit)} of its instance type {process.instance_type}, and it "
+            "was stopped"
+        )
+        log.warning("instance %s: %s", instance_id, reason)
+        process.stopped_for.append(reason)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.popen.pid, signal.SIGKILL)
 
     async def stop(self, instance_id: str, grace_seconds: float) -> None:
         process = self._processes.pop(instance_id, None)
@@ -141,17 +262,64 @@ class LocalBackend:
                 )
                 popen.kill()
                 await asyncio.to_thread(popen.wait)
+        # whatever the model started and left behind goes with it
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        if process.cgroup is not None:
+            await asyncio.to_thread(process.cgroup.remove)
         process.log_file.close()
         process.socket_path.unlink(missing_ok=True)
+        await asyncio.to_thread(shutil.rmtree, process.scratch, True)
         log.info("stopped instance %s", instance_id)
 
     async def close(self, grace_seconds: float) -> None:
         await asyncio.gather(*(self.stop(i, grace_seconds) for i in list(self._processes)))
         shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if self._cgroups is not None:
+            self._cgroups.close()
 
     def pid(self, instance_id: str) -> int | None:
         process = self._processes.get(instance_id)
         return None if process is None else process.popen.pid
+
+
+def _remove_stale_socket_folders() -> None:
+    """Socket folders of servers that are gone (killed before they could clean up)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_SOCKET_PREFIX}[0-9]*-*"):
+        pid = folder.name[len(_SOCKET_PREFIX) :].split("-", 1)[0]
+        try:
+            owned = folder.stat().st_uid == os.geteuid()
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            if owned:
+                shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
+def _session_rss(session: int) -> int:
+    """Resident memory of every process in a session (an instance and what it started)."""
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as file:
+                stat = file.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        # after the command name: state, ppid, pgrp, session, ... rss is the 22nd
+        if len(fields) > 21 and int(fields[3]) == session:
+            total += int(fields[21]) * page
+    return total
+
+
+def _gib(size: int | None) -> str:
+    if size is None:
+        return "unlimited memory"
+    return f"{size / GIB:.2f} GiB" if size < 10 * GIB else f"{size / GIB:.0f} GiB"
 
 
 def _tail(path: Path, lines: int = 3) -> str:

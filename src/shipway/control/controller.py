@@ -515,6 +515,8 @@ class Controller:
             environment=dict(container.environment or {}),
             max_batch_size=self._settings.max_batch_size,
             max_batch_delay_ms=self._settings.max_batch_delay_ms,
+            network_isolation=bool(model.enable_network_isolation),
+            predict_timeout_seconds=self._settings.model_timeout_seconds,
         )
         started = await self._backend.start(spec)
         now = self._clock.monotonic()

@@ -5,17 +5,25 @@ The compute backend starts instances this way, handing over listening sockets it
 the model loads; if loading fails it writes the reason to ``--failure-file`` (as SageMaker's
 ``/opt/ml/output/failure``) and exits with status 3. It stops gracefully on SIGTERM, finishing the
 requests in flight, and stops by itself when the process that started it (``--parent-pid``) goes.
+
+With ``--predict-timeout``, a watchdog thread stops the server (status 4, the reason in the
+failure file) once a request has waited for the model longer than that: a hung model is
+replaced instead of holding every later request. It runs beside the event loop, so a predict
+call that blocks the loop is caught too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 import uvicorn
@@ -26,6 +34,9 @@ from shipway.serving.runtime import load_runtime_class, resolve_runtime
 log = logging.getLogger("shipway.serving")
 
 LOAD_FAILED = 3
+HUNG = 4
+WATCHDOG_GRACE_SECONDS = 1.0
+"""Past the timeout, before the watchdog acts: the router answers the caller first."""
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -43,6 +54,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--failure-file", type=Path)
     parser.add_argument("--parent-pid", type=int)
     parser.add_argument("--graceful-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--predict-timeout", type=float, help="seconds after which a waiting request means hung"
+    )
     parser.add_argument(
         "--log-level", default=os.environ.get("SAGEMAKER_CONTAINER_LOG_LEVEL", "info")
     )
@@ -73,6 +87,24 @@ async def _watch_parent(parent_pid: int, server: uvicorn.Server) -> None:
             server.should_exit = True
             return
         await asyncio.sleep(1.0)
+
+
+def _watchdog(app: ModelServer, timeout: float, failure_file: Path | None) -> None:
+    """Stop the process once a request has waited for the model past ``timeout``."""
+    while True:
+        waited = app.longest_in_flight()
+        if waited > timeout + WATCHDOG_GRACE_SECONDS:
+            reason = (
+                f"the model did not answer a request within the invocation timeout of "
+                f"{timeout:g} seconds (it had run for {waited:.0f} s): the model is hung, so the "
+                "instance was stopped to be replaced"
+            )
+            log.error(reason)
+            if failure_file is not None:
+                with contextlib.suppress(OSError):
+                    failure_file.write_text(reason)
+            os._exit(HUNG)
+        time.sleep(min(0.25, timeout / 4))
 
 
 async def _load(app: ModelServer, server: uvicorn.Server, args: argparse.Namespace) -> None:
@@ -108,6 +140,13 @@ async def _serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=75,
     )
     server = uvicorn.Server(config)
+    if args.predict_timeout:
+        threading.Thread(
+            target=_watchdog,
+            args=(app, args.predict_timeout, args.failure_file),
+            name="shipway-watchdog",
+            daemon=True,
+        ).start()
     background = [asyncio.create_task(_load(app, server, args))]
     if args.parent_pid:
         background.append(asyncio.create_task(_watch_parent(args.parent_pid, server)))
@@ -136,6 +175,7 @@ def _stopped(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    sandbox = os.environ.pop("SHIPWAY_SANDBOX", None)
     # SAGEMAKER_CONTAINER_LOG_LEVEL is a number ("20") as the SageMaker SDK sets it, or a name
     level = str(args.log_level)
     logging.basicConfig(
@@ -143,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if sandbox:
+        log.info(sandbox)
     try:
         import uvloop
 

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -70,6 +71,8 @@ class ModelServer:
             runtime.predict, max_batch_size=max_batch_size, max_delay=max_batch_delay
         )
         self._lock = asyncio.Lock()  # whole-payload runtimes: one request at a time
+        self._in_flight: dict[int, float] = {}
+        """Requests being answered (POST), by id: when each arrived (monotonic)."""
         self._routes: dict[tuple[str, str], Callable[[Scope, bytes], Awaitable[Response]]] = {
             ("POST", "/invocations"): self._invocations,
             ("GET", "/ping"): self._ping,
@@ -77,6 +80,14 @@ class ModelServer:
             ("GET", "/v2/health/ready"): self._ping,
             ("GET", "/v2"): self._server_metadata,
         }
+
+    def longest_in_flight(self) -> float:
+        """Seconds the oldest request in progress has been waiting for its answer (0: none).
+
+        Safe to call from another thread (the watchdog's), even while the event loop is stuck.
+        """
+        arrivals = list(self._in_flight.values())
+        return time.monotonic() - min(arrivals) if arrivals else 0.0
 
     async def load(self) -> None:
         """Load the model; on failure record why in ``failure`` and raise."""
@@ -107,6 +118,9 @@ class ModelServer:
             await _send(send, 404, b"no route " + method.encode() + b" " + path.encode(), TEXT)
             return
         body = await _read_body(receive)
+        key = id(scope)
+        if method == "POST":
+            self._in_flight[key] = time.monotonic()
         try:
             response = await handler(scope, body)
         except ServingError as exc:
@@ -114,6 +128,8 @@ class ModelServer:
         except Exception as exc:  # the model's own failure: report it, keep serving
             log.error("request failed\n%s", traceback.format_exc())
             response = Response(500, f"{type(exc).__name__}: {exc}".encode(), TEXT)
+        finally:
+            self._in_flight.pop(key, None)
         if response.stream is not None:
             await _send_stream(send, receive, response, response.stream)
             return
