@@ -9,7 +9,13 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints
 
 from shipway.domain.deployment import Deployment, DeploymentConfig, VariantState
-from shipway.domain.endpoint_config import EndpointConfig, RoutingConfig, ServerlessConfig
+from shipway.domain.endpoint_config import (
+    MAX_VARIANTS,
+    EndpointConfig,
+    RoutingConfig,
+    ServerlessConfig,
+    VariantWeight,
+)
 from shipway.domain.model import Tag
 from shipway.domain.names import EntityName
 from shipway.domain.shape import Shape
@@ -158,7 +164,7 @@ class DescribeEndpointOutput(Shape):
 
 class DesiredWeightAndCapacity(Shape):
     variant_name: EntityName
-    desired_weight: Annotated[float, Field(ge=0)] | None = None
+    desired_weight: VariantWeight | None = None
     desired_instance_count: Annotated[int, Field(ge=0)] | None = None
     serverless_update_config: dict[str, Any] | None = None
 
@@ -166,5 +172,5 @@ class DesiredWeightAndCapacity(Shape):
 class UpdateEndpointWeightsAndCapacitiesInput(Shape):
     endpoint_name: EntityName
     desired_weights_and_capacities: Annotated[
-        list[DesiredWeightAndCapacity], Field(min_length=1, max_length=10)
+        list[DesiredWeightAndCapacity], Field(min_length=1, max_length=MAX_VARIANTS)
     ]

@@ -13,6 +13,8 @@ from shipway.domain.names import EntityName, ModelName
 from shipway.domain.shape import Shape
 
 __all__ = [
+    "MAX_VARIANTS",
+    "MAX_VARIANT_WEIGHT",
     "CreateEndpointConfigInput",
     "CreateEndpointConfigOutput",
     "EndpointConfig",
@@ -21,9 +23,16 @@ __all__ = [
     "RoutingConfig",
     "RoutingStrategy",
     "ServerlessConfig",
+    "VariantWeight",
 ]
 
 MAX_VARIANTS = 10
+MAX_VARIANT_WEIGHT = 1e307
+"""The largest variant weight: ten of them (two fleets' during a deployment, each scaled by its
+share of traffic) still add up to a finite number, so the traffic split never sees infinity."""
+
+VariantWeight = Annotated[float, Field(ge=0, le=MAX_VARIANT_WEIGHT, allow_inf_nan=False)]
+"""A variant's weight (InitialVariantWeight, DesiredWeight): finite, 0 to 1e307."""
 
 
 class RoutingStrategy(StrEnum):
@@ -60,7 +69,7 @@ class ProductionVariant(Shape):
     model_name: ModelName | None = None
     initial_instance_count: Annotated[int, Field(ge=1)] | None = None
     instance_type: Annotated[str, StringConstraints(max_length=64)] | None = None
-    initial_variant_weight: Annotated[float, Field(ge=0)] | None = None
+    initial_variant_weight: VariantWeight | None = None
     accelerator_type: str | None = None
     core_dump_config: dict[str, Any] | None = None
     serverless_config: ServerlessConfig | None = None
@@ -92,9 +101,11 @@ class ProductionVariant(Shape):
 
 class CreateEndpointConfigInput(Shape):
     endpoint_config_name: EntityName
-    production_variants: Annotated[list[ProductionVariant], Field(min_length=1, max_length=10)]
+    production_variants: Annotated[
+        list[ProductionVariant], Field(min_length=1, max_length=MAX_VARIANTS)
+    ]
     shadow_production_variants: (
-        Annotated[list[ProductionVariant], Field(min_length=1, max_length=10)] | None
+        Annotated[list[ProductionVariant], Field(min_length=1, max_length=MAX_VARIANTS)] | None
     ) = None
     data_capture_config: dict[str, Any] | None = None
     async_inference_config: dict[str, Any] | None = None

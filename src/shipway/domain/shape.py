@@ -3,6 +3,12 @@
 A shape validates itself (lengths, patterns, ranges, enums) with pydantic; :func:`parse` turns a
 pydantic failure into a :class:`~shipway.domain.errors.ValidationError` worded the way AWS words
 it, naming each offending field by its wire path (``productionVariants.1.member.variantName``).
+
+Scalars are strict, as AWS's own validation is: an integer member takes a JSON integer (not
+``"2"``, not ``true``, not ``2.0``), a number member a number, a boolean member ``true`` or
+``false``, a string member a string. Enums and timestamps keep pydantic's usual reading, since
+the JSON wires send them as strings (and timestamps as epoch numbers). The awsquery wire, where
+everything is a string, converts by the service model's types before it gets here.
 """
 
 from __future__ import annotations
@@ -11,14 +17,35 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic.alias_generators import to_pascal
+from pydantic_core import CoreSchema
 
 from shipway.domain.errors import ValidationError
 
 __all__ = ["Shape", "describe", "describe_errors", "dump", "parse"]
 
 S = TypeVar("S", bound="Shape")
+
+
+_STRICT_TYPES = frozenset({"int", "float", "bool", "str"})
+
+
+def _strict_scalars(schema: Any, seen: set[int]) -> None:
+    """Make every int, float, bool and str in a core schema strict (enums, timestamps and
+    everything else keep their lax reading)."""
+    if isinstance(schema, dict):
+        if id(schema) in seen:
+            return
+        seen.add(id(schema))
+        kind = schema.get("type")
+        if isinstance(kind, str) and kind in _STRICT_TYPES:
+            schema["strict"] = True
+        for value in schema.values():
+            _strict_scalars(value, seen)
+    elif isinstance(schema, list | tuple):
+        for value in schema:
+            _strict_scalars(value, seen)
 
 
 class Shape(BaseModel):
@@ -32,6 +59,14 @@ class Shape(BaseModel):
         frozen=False,
     )
 
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[BaseModel], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        schema = handler(source)
+        _strict_scalars(schema, set())
+        return schema
+
 
 def parse(shape: type[S], data: Mapping[str, Any] | None) -> S:
     """Validate ``data`` (wire or Python names) into ``shape``, or raise ValidationError."""
@@ -44,6 +79,14 @@ def parse(shape: type[S], data: Mapping[str, Any] | None) -> S:
 def dump(shape: Shape) -> dict[str, Any]:
     """The wire form of a shape: PascalCase keys, unset optional members omitted."""
     return shape.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+_TYPE_NAMES = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "string_type": "a string",
+}
 
 
 def _camel(name: str) -> str:
@@ -81,6 +124,10 @@ def _constraint(error: Any) -> str:
         return f"Member must have value less than or equal to {ctx.get('le', ctx.get('lt'))}"
     if kind == "enum" or kind == "literal_error":
         return f"Member must satisfy enum value set: [{ctx.get('expected')}]"
+    if kind in _TYPE_NAMES:
+        return f"Member must be {_TYPE_NAMES[kind]}"
+    if kind == "finite_number":
+        return "Member must be a finite number"
     if kind == "missing":
         return "Member must not be null"
     if kind == "extra_forbidden":

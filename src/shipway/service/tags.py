@@ -12,6 +12,8 @@ from shipway.store.metadata import Collection, MetadataStore
 
 __all__ = ["TagService"]
 
+PARTITION = "aws"
+"""The partition of every ARN this server hands out (:meth:`Account.arn`)."""
 KINDS = {"model": "model", "endpoint-config": "endpoint configuration", "endpoint": "endpoint"}
 
 
@@ -21,7 +23,24 @@ class TagService:
         self._account = account
 
     def _resource(self, arn: str) -> tuple[Collection[Any], str, str]:
-        kind, _, name = arn.split(":", 5)[-1].partition("/")
+        parts = arn.split(":", 5)
+        if len(parts) != 6 or parts[0] != "arn":
+            raise ValidationError(f"ResourceArn '{arn}' is not an ARN.")
+        _, partition, service, region, account_id, resource = parts
+        account = self._account
+        if (partition, service, region, account_id) != (
+            PARTITION,
+            "sagemaker",
+            account.region,
+            account.account_id,
+        ):
+            raise ValidationError(
+                f"ResourceArn '{arn}' is not valid for this account and region: this server "
+                f"holds the SageMaker resources of account {account.account_id} in "
+                f"{account.region} (arn:{PARTITION}:sagemaker:{account.region}:"
+                f"{account.account_id}:...)."
+            )
+        kind, _, name = resource.partition("/")
         if kind not in KINDS or not name:
             raise ValidationError(
                 f"ResourceArn '{arn}' names no model, endpoint configuration or endpoint."

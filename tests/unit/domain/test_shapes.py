@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from shipway.domain.endpoint import CreateEndpointInput, DescribeEndpointOutput, EndpointStatus
+from shipway.domain.endpoint import (
+    CreateEndpointInput,
+    DescribeEndpointOutput,
+    EndpointStatus,
+    UpdateEndpointWeightsAndCapacitiesInput,
+)
 from shipway.domain.endpoint_config import CreateEndpointConfigInput
 from shipway.domain.errors import ValidationError
 from shipway.domain.listing import ListEndpointsInput, ListInput, SortBy, SortOrder
@@ -487,3 +493,98 @@ def test_list_endpoints_input_takes_its_extra_filters() -> None:
 
     assert query.status_equals is EndpointStatus.IN_SERVICE
     assert query.last_modified_time_after == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+# --- strict scalars -----------------------------------------------------------------------------
+
+
+def config_with(**fields: Any) -> dict[str, Any]:
+    return {"EndpointConfigName": "c", "ProductionVariants": [variant(**fields)]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "shown", "rule"),
+    [
+        ({"InitialInstanceCount": "2"}, "'2'", "Member must be an integer"),
+        ({"InitialInstanceCount": True}, "True", "Member must be an integer"),
+        ({"InitialInstanceCount": 2.0}, "2.0", "Member must be an integer"),
+        ({"InitialVariantWeight": "0.5"}, "'0.5'", "Member must be a number"),
+        ({"InitialVariantWeight": False}, "False", "Member must be a number"),
+        ({"EnableSSMAccess": "true"}, "'true'", "Member must be a boolean"),
+        ({"EnableSSMAccess": 1}, "1", "Member must be a boolean"),
+        ({"InstanceType": 5}, "5", "Member must be a string"),
+    ],
+)
+def test_a_scalar_of_the_wrong_json_type_is_refused_naming_its_member(
+    fields: dict[str, Any], shown: str, rule: str
+) -> None:
+    member = next(iter(fields))
+    path = "productionVariants.1.member." + member[0].lower() + member[1:]
+    with pytest.raises(ValidationError) as caught:
+        parse(CreateEndpointConfigInput, config_with(**fields))
+    assert caught.value.message == (
+        f"1 validation error detected: Value {shown} at '{path}' failed to satisfy constraint: "
+        f"{rule}"
+    )
+
+
+def test_nested_and_mapped_strings_are_strict_too() -> None:
+    with pytest.raises(
+        ValidationError, match=r"primaryContainer\.environment\.a.*Member must be a string"
+    ):
+        parse(
+            CreateModelInput,
+            {"ModelName": "m", "PrimaryContainer": {"Image": "sklearn", "Environment": {"A": 1}}},
+        )
+    with pytest.raises(ValidationError, match=r"maxResults.*Member must be an integer"):
+        parse(ListInput, {"MaxResults": "5"})
+
+
+def test_integers_are_numbers_and_enums_and_timestamps_read_as_the_json_wires_send_them() -> None:
+    config = parse(CreateEndpointConfigInput, config_with(InitialVariantWeight=2))
+    assert config.production_variants[0].initial_variant_weight == 2.0
+    listed = parse(
+        ListInput,
+        {"SortBy": "Name", "SortOrder": "Ascending", "CreationTimeAfter": 1700000000.5},
+    )
+    assert listed.sort_by is SortBy.NAME
+    assert listed.creation_time_after == datetime.fromtimestamp(1700000000.5, UTC)
+    iso = parse(ListInput, {"CreationTimeBefore": "2026-01-02T03:04:05Z"})
+    assert iso.creation_time_before == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_stored_shapes_still_read_back() -> None:
+    config = parse(CreateEndpointConfigInput, FULL_CONFIG)
+    again = CreateEndpointConfigInput.model_validate_json(config.model_dump_json(by_alias=True))
+    assert again == config
+
+
+# --- weights ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weight", [float("inf"), float("nan"), 1.7e308])
+def test_a_variant_weight_must_be_finite_and_small_enough_to_add_up(weight: float) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse(CreateEndpointConfigInput, config_with(InitialVariantWeight=weight))
+    assert "at 'productionVariants.1.member.initialVariantWeight'" in caught.value.message
+
+
+def test_ten_of_the_largest_weights_add_up_to_a_finite_number() -> None:
+    variants = [variant(VariantName=f"v{i}", InitialVariantWeight=1e307) for i in range(10)]
+    config = parse(
+        CreateEndpointConfigInput, {"EndpointConfigName": "c", "ProductionVariants": variants}
+    )
+    assert math.isfinite(sum(v.weight for v in config.production_variants))
+
+
+@pytest.mark.parametrize("weight", [float("inf"), float("nan"), 1.7e308, "1"])
+def test_a_desired_weight_must_be_a_finite_number(weight: Any) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse(
+            UpdateEndpointWeightsAndCapacitiesInput,
+            {
+                "EndpointName": "e",
+                "DesiredWeightsAndCapacities": [{"VariantName": "v", "DesiredWeight": weight}],
+            },
+        )
+    assert "at 'desiredWeightsAndCapacities.1.member.desiredWeight'" in caught.value.message
