@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -322,6 +323,24 @@ class _Malformed(Exception):
     """The body cannot be read in the request's protocol."""
 
 
+class _TooLarge(Exception):
+    """A compressed body inflates past the request limit."""
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """A gzip body, inflated to at most ``limit`` bytes (a small body may inflate a lot)."""
+    decoder = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = decoder.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise _Malformed(f"The request body is not valid gzip: {exc}") from exc
+    if len(data) > limit or decoder.unconsumed_tail:
+        raise _TooLarge
+    if not decoder.eof or decoder.unused_data:
+        raise _Malformed("The request body is not one whole gzip member.")
+    return data
+
+
 _CBOR, _JSON, _QUERY = _Cbor(), _Json(), _Query()
 
 
@@ -349,17 +368,37 @@ class CloudWatchAPI:
         request_id = str(uuid.uuid4())
         body = await _read(receive)
         path: str = scope["path"]
+        headers = dict(scope["headers"])
+        target = headers.get(b"x-amz-target")
+        protocol: _Protocol
         if path.startswith(CBOR_PATH):
-            protocol: _Protocol = _CBOR
-            name = path[len(CBOR_PATH) :]
+            protocol = _CBOR
+        elif target is not None:
+            protocol = _JSON
         else:
-            target = dict(scope["headers"]).get(b"x-amz-target")
-            if target is not None:
-                protocol = _JSON
-                name = target.decode("latin-1")[len(JSON_TARGET) :]
-            else:
-                protocol = _QUERY
-                name = _QUERY.operation_of(body)
+            protocol = _QUERY
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding == b"gzip":  # botocore compresses PutMetricData bodies over 10 KiB
+            limit = self._platform.settings.max_request_bytes
+            try:
+                body = _gunzip(body, limit)
+            except _Malformed as exc:
+                await _error(send, protocol, "SerializationException", 400, str(exc), request_id)
+                return
+            except _TooLarge:
+                message = f"The decompressed request body exceeds the limit of {limit} bytes."
+                await _error(send, protocol, "RequestEntityTooLarge", 413, message, request_id)
+                return
+        elif encoding != b"identity":
+            message = f"Content-Encoding {encoding.decode('latin-1')} is not supported; use gzip."
+            await _error(send, protocol, "SerializationException", 400, message, request_id)
+            return
+        if protocol is _CBOR:
+            name = path[len(CBOR_PATH) :]
+        elif target is not None:
+            name = target.decode("latin-1")[len(JSON_TARGET) :]
+        else:
+            name = _QUERY.operation_of(body)
         call = OPERATIONS.get(name)
         if call is None:
             message = f"Unknown operation {name or '(none)'}."
