@@ -80,10 +80,12 @@ class LocalBackend:
         *,
         network: bool = False,
         protected: Sequence[Path] = (),
+        cgroups: bool = True,
         python: str = sys.executable,
     ) -> None:
         """``run_dir`` holds the instances' scratch folders; ``network`` lets instances use
-        the host's network; ``protected`` paths must stay out of every instance's reach."""
+        the host's network; ``protected`` paths must stay out of every instance's reach;
+        ``cgroups`` False does without control groups even where they are writable."""
         self._log_dir = log_dir
         self._run_dir = run_dir
         self._network = network
@@ -94,7 +96,7 @@ class LocalBackend:
         # Unix socket paths must stay under ~108 bytes: keep them in a short private folder,
         # named after this server so that a later one can tell it is stale.
         self._socket_dir = Path(tempfile.mkdtemp(prefix=f"{_SOCKET_PREFIX}{os.getpid()}-"))
-        self._cgroups = Cgroups.detect()
+        self._cgroups = Cgroups.detect() if cgroups else None
         self._cores = sorted(os.sched_getaffinity(0))
         if self._cgroups is None:
             log.info("no writable cgroups: instances are pinned to cores and their memory watched")

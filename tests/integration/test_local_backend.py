@@ -1,0 +1,122 @@
+"""The local backend on its own, without control groups: the fallback where the machine does
+not let the server make them (instances pinned to cores, memory watched by the backend)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shipway.compute.backend import InstanceSpec
+from shipway.compute.local import LocalBackend
+from shipway.domain.instance_types import InstanceType
+from shipway.serving.runtime import resolve_runtime
+
+LEAKY = textwrap.dedent(
+    """
+    import json
+
+    KEPT = []
+
+    def model_fn(model_dir):
+        return None
+
+    def input_fn(body, content_type):
+        return json.loads(body)
+
+    def predict_fn(data, model):
+        KEPT.append(bytearray(100 * 1024 * 1024))  # touched pages: resident at once
+        return len(KEPT)
+
+    def output_fn(prediction, accept):
+        return json.dumps(prediction), "application/json"
+    """
+)
+SMALL = InstanceType(name="ml.test.small", vcpus=1, memory_gib=0.5, price_per_hour=0.0)
+
+
+def _model(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "inference.py").write_text(LEAKY)
+    return folder
+
+
+def _invoke(socket_path: str) -> httpx.Response:
+    transport = httpx.HTTPTransport(uds=socket_path)
+    with httpx.Client(transport=transport, base_url="http://instance", timeout=30) as client:
+        return client.post("/invocations", content=b"{}", headers={"Content-Type": "text/json"})
+
+
+def _ping(socket_path: str) -> int:
+    transport = httpx.HTTPTransport(uds=socket_path)
+    with httpx.Client(transport=transport, base_url="http://instance", timeout=5) as client:
+        return client.get("/ping").status_code
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores")
+def test_without_cgroups_instances_are_pinned_and_their_memory_watched(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backend = LocalBackend(tmp_path / "logs", tmp_path / "run", cgroups=False)
+        spec = InstanceSpec(
+            instance_id="leaky-1",
+            model_name="leaky",
+            runtime=resolve_runtime("python"),
+            model_dir=_model(tmp_path),
+            instance_type=SMALL,
+        )
+        try:
+            started = await backend.start(spec)
+            assert started.pid is not None
+            assert started.port is None
+            socket_path = started.address[len("unix:") :]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if await asyncio.to_thread(_ping, socket_path) == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+            assert len(os.sched_getaffinity(started.pid)) == 1  # one vCPU: one core
+            reason = None
+            for _ in range(12):
+                try:
+                    answer = await asyncio.to_thread(_invoke, socket_path)
+                    assert answer.status_code == 200, answer.text
+                except httpx.HTTPError:
+                    pass  # killed while answering
+                for _ in range(10):  # the controller asks about every half second
+                    reason = backend.exit_reason(spec.instance_id)
+                    if reason is not None:
+                        break
+                    await asyncio.sleep(0.05)
+                if reason is not None:
+                    break
+            assert reason is not None, "the instance outgrew its memory and kept running"
+            assert "ran out of memory" in reason
+            assert "0.50 GiB of its instance type ml.test.small" in reason
+        finally:
+            await backend.close(1.0)
+        assert not list((tmp_path / "run").iterdir())  # its scratch folder is gone
+
+    asyncio.run(scenario())
+
+
+def test_a_stale_socket_folder_of_a_dead_server_is_removed(tmp_path: Path) -> None:
+    # a pid no process has: the highest a kernel hands out, which is never this one
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) - 1
+    stale = Path(f"/tmp/shipway-{dead}-stale")
+    stale.mkdir(exist_ok=True)
+    (stale / "x.sock").write_text(json.dumps("left by kill -9"))
+    backend = LocalBackend(tmp_path / "logs", tmp_path / "run", cgroups=False)
+    try:
+        assert not stale.exists()
+    finally:
+        asyncio.run(backend.close(0))
