@@ -235,3 +235,43 @@ def test_the_cli_sends_the_token(server: ShipwayServer) -> None:
     denied = runner.invoke(app, ["--url", server.url, "models", "list"])
     assert denied.exit_code == 1
     assert "MissingAuthenticationTokenException" in denied.output
+
+
+def test_a_credential_scoped_to_another_region_or_service_is_refused(
+    server: ShipwayServer,
+) -> None:
+    elsewhere = boto3.client(
+        "sagemaker",
+        endpoint_url=server.url,
+        region_name="xx-nowhere-9",
+        aws_access_key_id=AKID,
+        aws_secret_access_key=SECRET,
+        config=NO_RETRIES,
+    )
+    error = refused(elsewhere.list_models, "InvalidSignatureException")
+    assert error.response["Error"]["Message"] == (
+        "Credential should be scoped to a valid region, not 'xx-nowhere-9'."
+    )
+    body = b"{}"
+    request = AWSRequest(
+        method="POST",
+        url=server.url + "/",
+        data=body,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "SageMaker.ListModels",
+        },
+    )
+    SigV4Auth(Credentials(AKID, SECRET), "s3", REGION).add_auth(request)
+    prepared = request.prepare()
+    response = httpx.post(prepared.url, content=body, headers=dict(prepared.headers.items()))
+    assert response.status_code == 403
+    assert response.json() == {
+        "__type": "InvalidSignatureException",
+        "message": "Credential should be scoped to correct service: 'sagemaker'.",
+    }
+
+
+def test_cloudwatch_takes_its_own_signing_name(server: ShipwayServer) -> None:
+    cloudwatch = client(server, "cloudwatch")
+    assert cloudwatch.describe_alarms()["MetricAlarms"] == []
