@@ -1,23 +1,26 @@
-"""ArtifactStore against real files, real tarballs and a real moto S3 server."""
+"""ArtifactStore against real files, real tarballs, a real HTTP server on loopback and a real
+moto S3 server."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import io
+import os
 import re
 import tarfile
 import threading
-import uuid
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pytest
 
 from shipway.domain.errors import ValidationError
-from shipway.store.artifacts import ArtifactError, ArtifactStore
+from shipway.store.artifacts import ArchiveLimits, ArtifactError, ArtifactStore, SourcePolicy
 from tests.fixtures.s3 import S3Bucket
 
 MODEL_FILES = {
@@ -57,7 +60,8 @@ def sha256(path: Path) -> str:
 
 
 def cache_entries(cache: Path) -> list[str]:
-    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+    """The cache's folders (staging leftovers included), without the index of URLs."""
+    return sorted(p.name for p in cache.iterdir() if p.name != ".refs") if cache.exists() else []
 
 
 @pytest.fixture
@@ -72,15 +76,16 @@ def store(cache: Path) -> ArtifactStore:
 
 @pytest.fixture
 def extract_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Count real unpackings by spying on the standard library's extractall."""
+    """Count real unpackings by spying on the standard library's tarfile.open for reading."""
     calls: list[str] = []
-    original = tarfile.TarFile.extractall
+    original = tarfile.open
 
-    def spy(self: tarfile.TarFile, *args: Any, **kwargs: Any) -> None:
-        calls.append(str(self.name))
-        original(self, *args, **kwargs)
+    def spy(name: Any, mode: str = "r", *args: Any, **kwargs: Any) -> tarfile.TarFile:
+        if mode.startswith("r"):
+            calls.append(str(name))
+        return original(name, mode, *args, **kwargs)
 
-    monkeypatch.setattr(tarfile.TarFile, "extractall", spy)
+    monkeypatch.setattr(tarfile, "open", spy)
     return calls
 
 
@@ -206,7 +211,7 @@ BAD_ENTRIES: dict[str, tuple[str, list[tuple[tarfile.TarInfo, bytes | None]]]] =
     "char-device": ("null", [_special("null", tarfile.CHRTYPE)]),
     "block-device": ("disk", [_special("disk", tarfile.BLKTYPE)]),
     "fifo": ("pipe", [_special("pipe", tarfile.FIFOTYPE)]),
-    # Passes the lexical check (s1 -> "s2/.." looks like "."), caught by filter="data".
+    # A lexical check passes it (s1 -> "s2/.." looks like "."), but s2 is "." so s1 is "..".
     "symlink-chain": (
         "s1",
         [_link("s2", ".", tarfile.SYMTYPE), _link("s1", "s2/..", tarfile.SYMTYPE)],
@@ -268,13 +273,13 @@ def test_check_accepts_existing_paths_and_known_schemes(
     store.check(str(archive))
     store.check(f"file://{tmp_path}")
     store.check("s3://some-bucket/models/model.tar.gz")  # no network: nothing is contacted
-    store.check("memory://models/m1")
+    store.check("s3a://some-bucket/models/model.tar.gz")
 
 
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("foo://bucket/model.tar.gz", r"unknown scheme foo://.*s3://"),
+        ("foo://bucket/model.tar.gz", r"scheme foo://, which is not allowed; use .*s3://"),
         ("s3://", "names no bucket"),
         ("file://relative/model.tar.gz", "not an absolute file URL"),
         ("", "must not be empty"),
@@ -296,32 +301,277 @@ def test_check_and_fetch_refuse_a_missing_local_path(store: ArtifactStore, tmp_p
             store.fetch(url)
 
 
-# -- other fsspec filesystems (memory://) -----------------------------------------------------
+# -- the allow-list of sources ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("memory://models/model.tar.gz", "scheme memory://, which is not allowed"),
+        ("ftp://127.0.0.1/model.tar.gz", "scheme ftp://, which is not allowed"),
+        ("simplecache::s3://bucket/model.tar.gz", "chains several filesystems"),
+        ("simplecache::http://127.0.0.1:9/model.tar.gz", "chains several filesystems"),
+        ("http://127.0.0.1:9/model.tar.gz", "http://, which this server does not allow"),
+        ("https://example.com/model.tar.gz", "SHIPWAY_ALLOW_HTTP_MODEL_DATA"),
+        ("http://169.254.169.254/latest/meta-data/", "http://, which this server does not allow"),
+    ],
+)
+def test_sources_off_the_list_are_refused(store: ArtifactStore, url: str, message: str) -> None:
+    with pytest.raises(ArtifactError, match=re.escape(message)) as caught:
+        store.check(url)
+    assert "s3://" in caught.value.message  # it says what is allowed
+    with pytest.raises(ArtifactError, match=re.escape(message)):
+        store.fetch(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/model.tar.gz",
+        "http://localhost:9/model.tar.gz",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[0:0:0:0:0:0:0:1]:9/model.tar.gz",
+        "http://[0:0:0:0:0:ffff:7f00:1]:9/model.tar.gz",  # ::ffff:127.0.0.1
+        "http://[fe80:0:0:0:0:0:0:1]/model.tar.gz",
+        "http://[64:ff9b:0:0:0:0:a9fe:a9fe]/model.tar.gz",  # NAT64 of 169.254.169.254
+        "http://10.0.0.1/model.tar.gz",
+        "http://192.168.1.1/model.tar.gz",
+        "http://0.0.0.0:9/model.tar.gz",
+        "http://224.0.0.1/model.tar.gz",
+        "https://100.64.0.1/model.tar.gz",
+    ],
+)
+def test_http_to_non_public_hosts_is_refused_even_when_http_is_allowed(
+    cache: Path, url: str
+) -> None:
+    store = ArtifactStore(cache, sources=SourcePolicy(allow_http=True))
+    with pytest.raises(ArtifactError, match="non-public address") as caught:
+        store.check(url)
+    assert "SHIPWAY_ALLOW_PRIVATE_MODEL_DATA_HOSTS" in caught.value.message
+    with pytest.raises(ArtifactError, match="non-public address"):
+        store.fetch(url)
+    assert cache_entries(cache) == []
+
+
+@pytest.mark.parametrize("url", ["http://[::1]:9/model.tar.gz", "http://[fe80::1]/m.tar.gz"])
+def test_ipv6_literals_with_double_colons_are_refused(cache: Path, url: str) -> None:
+    """fsspec reads '::' as a chain of filesystems: refused as one, whatever the host."""
+    store = ArtifactStore(cache, sources=SourcePolicy(allow_http=True))
+    with pytest.raises(ArtifactError, match="chains several filesystems"):
+        store.check(url)
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", "/model.tar.gz")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
 
 
 @pytest.fixture
-def memory_root() -> Iterator[str]:
-    fs = fsspec.filesystem("memory")
-    root = f"/shipway-test-{uuid.uuid4().hex}"
-    yield root
-    if fs.exists(root):
-        fs.rm(root, recursive=True)
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on loopback serving a folder: (base URL, folder)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(_Files, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
-def test_memory_archive_file_and_folder(
-    store: ArtifactStore, tmp_path: Path, memory_root: str
+def test_http_to_a_private_host_works_when_the_operator_allows_it(
+    cache: Path, tmp_path: Path, http_root: tuple[str, Path]
 ) -> None:
-    fs = fsspec.filesystem("memory")
+    base, root = http_root
+    archive = make_tarball(root / "model.tar.gz")
+    store = ArtifactStore(cache, sources=SourcePolicy(allow_http=True, allow_private_hosts=True))
+    store.check(f"{base}/model.tar.gz")
+    folder = store.fetch(f"{base}/model.tar.gz")
+    assert folder == cache / sha256(archive)
+    assert read_tree(folder) == MODEL_FILES
+
+
+def test_http_redirects_are_not_followed(cache: Path, http_root: tuple[str, Path]) -> None:
+    base, root = http_root
+    make_tarball(root / "model.tar.gz")
+    store = ArtifactStore(cache, sources=SourcePolicy(allow_http=True, allow_private_hosts=True))
+    with pytest.raises(ArtifactError):
+        store.fetch(f"{base}/redirect/model.tar.gz")
+    assert cache_entries(cache) == []
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    (home / "demo-model").mkdir(parents=True)
+    write_files(home / "demo-model", MODEL_FILES)
+    (home / "shipway.db").write_bytes(b"SQLite format 3")
+    return home
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    keys = tmp_path / "etc" / "keys.json"
+    keys.parent.mkdir()
+    keys.write_text("{}")
+    return keys
+
+
+@pytest.fixture
+def guarded(cache: Path, home: Path, keys: Path) -> ArtifactStore:
+    return ArtifactStore(
+        cache,
+        sources=SourcePolicy(protected_paths=[home, keys], own_model_paths=[home / "demo-model"]),
+    )
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda home, keys: home / "shipway.db",
+        lambda home, keys: home,
+        lambda home, keys: f"file://{home}/shipway.db",
+        lambda home, keys: home.parent,  # holds the data dir
+        lambda home, keys: keys,
+        lambda home, keys: keys.parent,  # holds the keys file
+        lambda home, keys: f"{home}/demo-model/../shipway.db",
+    ],
+    ids=["db", "home", "file-url", "above-home", "keys", "keys-folder", "dotdot"],
+)
+def test_local_paths_of_the_server_itself_are_refused(
+    guarded: ArtifactStore, home: Path, keys: Path, where: Callable[[Path, Path], object]
+) -> None:
+    url = str(where(home, keys))
+    with pytest.raises(ArtifactError, match="belongs to the Shipway server itself"):
+        guarded.check(url)
+    with pytest.raises(ArtifactError, match="belongs to the Shipway server itself"):
+        guarded.fetch(url)
+
+
+def test_a_symlink_into_the_data_dir_is_refused(
+    guarded: ArtifactStore, home: Path, tmp_path: Path
+) -> None:
+    innocent = tmp_path / "innocent"
+    innocent.symlink_to(home)
+    with pytest.raises(ArtifactError, match="belongs to the Shipway server itself"):
+        guarded.check(str(innocent / "shipway.db"))
+
+
+def test_the_servers_own_models_and_other_paths_are_allowed(
+    guarded: ArtifactStore, home: Path, tmp_path: Path
+) -> None:
+    assert guarded.fetch(str(home / "demo-model")) == home / "demo-model"
+    folder = write_files(tmp_path / "model", MODEL_FILES)
+    assert guarded.fetch(str(folder)) == folder
+
+
+def test_model_data_paths_confine_local_model_data(cache: Path, tmp_path: Path) -> None:
+    allowed = write_files(tmp_path / "models" / "m1", MODEL_FILES)
+    elsewhere = write_files(tmp_path / "elsewhere", MODEL_FILES)
+    store = ArtifactStore(cache, sources=SourcePolicy(model_data_paths=[tmp_path / "models"]))
+    assert store.fetch(str(allowed)) == allowed
+    for url in (str(elsewhere), f"file://{elsewhere}", f"{allowed}/../../elsewhere"):
+        with pytest.raises(ArtifactError, match="SHIPWAY_MODEL_DATA_PATHS"):
+            store.check(url)
+
+
+# -- limits -------------------------------------------------------------------------------------
+
+
+def test_an_archive_over_max_model_bytes_is_refused_and_leaves_nothing(
+    cache: Path, tmp_path: Path
+) -> None:
+    archive = make_tarball(tmp_path / "model.tar.gz", {"weights.bin": bytes(3 * 1024 * 1024)})
+    store = ArtifactStore(cache, limits=ArchiveLimits(max_bytes=2 * 1024 * 1024))
+    with pytest.raises(ArtifactError, match=r"'weights\.bin'.*SHIPWAY_MAX_MODEL_BYTES"):
+        store.fetch(str(archive))
+    assert cache_entries(cache) == []
+
+
+def test_a_remote_download_over_max_model_bytes_is_refused(
+    cache: Path, s3_bucket: S3Bucket
+) -> None:
+    store = ArtifactStore(
+        cache, s3_endpoint_url=s3_bucket.endpoint_url, limits=ArchiveLimits(max_bytes=1000)
+    )
+    url = s3_bucket.put("models/model.joblib", bytes(5000))
+    with pytest.raises(ArtifactError, match="SHIPWAY_MAX_MODEL_BYTES"):
+        store.fetch(url)
+    for i in range(3):
+        s3_bucket.put(f"models/folder/part-{i}", bytes(400))
+    with pytest.raises(ArtifactError, match="SHIPWAY_MAX_MODEL_BYTES"):
+        store.fetch(s3_bucket.url("models/folder/"))
+    many = ArtifactStore(
+        cache, s3_endpoint_url=s3_bucket.endpoint_url, limits=ArchiveLimits(max_files=2)
+    )
+    with pytest.raises(ArtifactError, match="SHIPWAY_MAX_MODEL_FILES"):
+        many.fetch(s3_bucket.url("models/folder/"))
+    assert cache_entries(cache) == []
+
+
+# -- releasing cache entries ----------------------------------------------------------------------
+
+
+def test_release_removes_an_entry_once_no_model_uses_it(
+    store: ArtifactStore, tmp_path: Path, cache: Path
+) -> None:
     archive = make_tarball(tmp_path / "model.tar.gz")
-    fs.pipe(f"{memory_root}/model.tar.gz", archive.read_bytes())
-    fs.pipe(f"{memory_root}/single/model.onnx", b"onnx")
-    for name, body in MODEL_FILES.items():
-        fs.pipe(f"{memory_root}/folder/{name}", body)
-    assert read_tree(store.fetch(f"memory://{memory_root}/model.tar.gz")) == MODEL_FILES
-    assert read_tree(store.fetch(f"memory://{memory_root}/single/model.onnx")) == {
-        "model.onnx": b"onnx"
-    }
-    assert read_tree(store.fetch(f"memory://{memory_root}/folder/")) == MODEL_FILES
+    copy = tmp_path / "copy.tar.gz"
+    copy.write_bytes(archive.read_bytes())
+    first, second = str(archive), f"file://{copy}"
+    entry = store.fetch(first)
+    assert store.fetch(second) == entry  # same content: one shared entry
+
+    # the model using `first` is deleted; another model still uses `second`
+    assert store.release(first, lambda url: url == second) == []
+    assert read_tree(entry) == MODEL_FILES
+    # a model that still uses the same URL keeps it too
+    assert store.release(second, lambda url: url == second) == []
+    assert entry.is_dir()
+
+    assert store.release(second, lambda url: False) == [entry]
+    assert cache_entries(cache) == []
+    assert not (cache / ".refs" / entry.name).exists()
+    assert store.release(second, lambda url: False) == []  # nothing left to release
+    assert archive.exists()  # the user's files stay
+    assert copy.exists()
+
+
+def test_release_leaves_entries_of_other_urls(
+    store: ArtifactStore, tmp_path: Path, cache: Path
+) -> None:
+    one = store.fetch(str(make_tarball(tmp_path / "one.tar.gz")))
+    other = store.fetch(str(make_tarball(tmp_path / "two.tar.gz", {"model.onnx": b"onnx"})))
+    assert store.release(str(tmp_path / "one.tar.gz"), lambda url: False) == [one]
+    assert cache_entries(cache) == [other.name]
+
+
+def test_leftovers_of_a_crash_are_removed_when_the_store_opens(cache: Path) -> None:
+    cache.mkdir()
+    old_staging = cache / ".staging-0123456789ab-x1"
+    (old_staging / "code").mkdir(parents=True)
+    old_download = cache / ".download-abc"
+    old_download.write_bytes(b"partial")
+    fresh = cache / ".staging-0123456789ab-x2"  # maybe another process at work right now
+    fresh.mkdir()
+    two_hours_ago = time.time() - 7200
+    for path in (old_staging, old_download):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    ArtifactStore(cache)
+    assert cache_entries(cache) == [fresh.name]
 
 
 # -- S3 (a real moto server) ------------------------------------------------------------------
