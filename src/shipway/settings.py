@@ -91,8 +91,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=MIB, ge=1024)
     """Largest request body but invocations' (those take ``max_payload_bytes``): SageMaker's
     control plane, CloudWatch, the REST API. Larger bodies are answered 413 unread. The largest
-    legitimate SageMaker request (CreateModel with 15 containers at every length limit) is about
-    a quarter of the default; CloudWatch takes at most 1 MB per request."""
+    legitimate SageMaker request (CreateModel with 15 containers, every member at its length
+    limit, non-ASCII text escaped by boto3) is about 460 KB; CloudWatch takes 1 MB at most."""
 
     @property
     def account(self) -> Account:
