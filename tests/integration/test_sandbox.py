@@ -14,6 +14,7 @@ import os
 import socket
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,11 +242,12 @@ def invoke(server: ShipwayServer, name: str, payload: Any) -> Any:
 
 
 def instances(server: ShipwayServer, name: str) -> list[dict[str, Any]]:
+    """The endpoint's running instances (not the failed one it keeps to say why it went)."""
     with rest(server) as client:
         found: list[dict[str, Any]] = client.get(f"/api/endpoints/{name}/instances").json()[
             "Instances"
         ]
-    return found
+    return [i for i in found if i["Status"] != "Failed"]
 
 
 def server_pid(server: ShipwayServer) -> int:
@@ -305,16 +307,17 @@ def test_model_code_writes_only_in_its_scratch_folder(
         str(root / "model-probe" / "code" / "planted.py"),
         str(root / "planted.txt"),
         str(server.home / "planted.txt"),
-        "/tmp/shipway-sandbox-planted.txt",
-        "/root/planted.txt",
+        f"/tmp/shipway-sandbox-{uuid.uuid4().hex}.txt",
+        f"/root/shipway-sandbox-{uuid.uuid4().hex}.txt",
     ]
-    seen = invoke(server, probe, {"write": [*outside, "scratch.txt", "/dev/shm/private.txt"]})
+    shm = f"/dev/shm/shipway-sandbox-{uuid.uuid4().hex}"
+    seen = invoke(server, probe, {"write": [*outside, "scratch.txt", shm]})
     for path in outside:
         assert seen[path] == "PermissionError", (path, seen[path])
         assert not Path(path).exists()
     assert seen["scratch.txt"] == "written"
-    assert seen["/dev/shm/private.txt"] == "written"
-    assert not Path("/dev/shm/private.txt").exists()  # its /dev/shm is its own
+    assert seen[shm] == "written"
+    assert not Path(shm).exists()  # its /dev/shm is its own
 
 
 def test_model_code_reaches_no_service_on_loopback(server: ShipwayServer, probe: str) -> None:
@@ -396,8 +399,12 @@ def test_a_leaking_model_is_stopped_and_replaced_with_the_reason(
     assert invoke(server, "leaky", {}) == 1  # a fresh instance
     described = aws(server, "sagemaker").describe_endpoint(EndpointName="leaky")
     assert described["EndpointStatus"] == "InService"
-    assert "ran out of memory" in server.log()
-    assert "0.50 GiB of its instance type ml.test.small" in server.log()
+    with rest(server) as client:  # Shipway's extension of DescribeEndpoint says why
+        (variant,) = client.get("/api/endpoints/leaky").json()["ProductionVariants"]
+    failure = variant["LastInstanceFailure"]
+    assert failure["InstanceId"] == first["InstanceId"]
+    assert "ran out of memory" in failure["Reason"]
+    assert "0.50 GiB of its instance type ml.test.small" in failure["Reason"]
 
 
 def test_a_models_processes_get_no_more_cpu_than_its_instance_type(
@@ -434,4 +441,6 @@ def test_a_hung_model_is_replaced_within_two_timeouts(server: ShipwayServer, roo
         except ClientError:
             time.sleep(0.2)
     assert gone <= 2 * TIMEOUT
-    assert "the model is hung" in server.log()
+    with rest(server) as client:
+        (variant,) = client.get("/api/endpoints/hung").json()["ProductionVariants"]
+    assert "the model is hung" in variant["LastInstanceFailure"]["Reason"]

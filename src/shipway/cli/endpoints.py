@@ -447,6 +447,14 @@ def _render(endpoint: DescribeEndpointOutput) -> None:
                 )
             table.add_row(*row)
         console.print(table)
+        for v in variants:
+            failure = v.last_instance_failure
+            if failure is not None:
+                when = f" at {timestamp(failure.time)}" if failure.time else ""
+                console.print(
+                    f"Variant {escape(v.variant_name)} last replaced an instance{when}: "
+                    f"[yellow]{escape(failure.reason)}[/]"
+                )
 
 
 def _number(value: float | None) -> str:

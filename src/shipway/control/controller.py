@@ -180,6 +180,8 @@ class Controller:
     def _forget_previous_run(self) -> None:
         """Instances recorded by a server that did not stop cleanly: end them, drop the rows."""
         for instance in self._store.instances.all():
+            if instance.status is InstanceStatus.FAILED:
+                continue  # not running; kept to say why its variant lost it
             if instance.pid and _is_model_server(instance.pid):
                 log.warning("stopping instance %s left by a previous run", instance.instance_id)
                 with contextlib.suppress(ProcessLookupError):
@@ -265,6 +267,7 @@ class Controller:
         if status is EndpointStatus.DELETING:
             grace = self._settings.instance_stop_timeout_seconds
             await asyncio.gather(*(self._stop(t, grace) for t in mine))
+            await asyncio.to_thread(self._forget_instances, endpoint.endpoint_name)
             await asyncio.to_thread(self._store.endpoints.remove, endpoint.endpoint_name)
             self._backoff = {
                 k: v for k, v in self._backoff.items() if k[0] != endpoint.endpoint_name
@@ -563,6 +566,8 @@ class Controller:
         self, tracked: _Tracked, status: InstanceStatus, reason: str | None = None
     ) -> None:
         tracked.instance = tracked.instance.with_status(status, reason)
+        if status is InstanceStatus.FAILED:
+            tracked.instance = replace(tracked.instance, failed_at=self._clock.now().timestamp())
         await asyncio.to_thread(self._store.instances.put, tracked.instance)
 
     async def _stop(self, tracked: _Tracked, grace: float, *, wait: bool = True) -> None:
@@ -593,7 +598,24 @@ class Controller:
             await self._backend.stop(instance.instance_id, grace)
         finally:
             self._draining.pop(instance.instance_id, None)
-            await asyncio.to_thread(self._store.instances.remove, instance.instance_id)
+            if instance.status is InstanceStatus.FAILED:
+                await asyncio.to_thread(self._keep_last_failure, instance)
+            else:
+                await asyncio.to_thread(self._store.instances.remove, instance.instance_id)
+
+    def _forget_instances(self, endpoint_name: str) -> None:
+        for instance in self._store.instances.for_endpoint(endpoint_name):
+            self._store.instances.remove(instance.instance_id)
+
+    def _keep_last_failure(self, failed: Instance) -> None:
+        """Keep a failed instance's row (describe shows why it went), its variant's last only."""
+        for older in self._store.instances.for_endpoint(failed.endpoint_name):
+            if (
+                older.status is InstanceStatus.FAILED
+                and older.variant_name == failed.variant_name
+                and older.instance_id != failed.instance_id
+            ):
+                self._store.instances.remove(older.instance_id)
 
     # --- routing ------------------------------------------------------------------------------
 

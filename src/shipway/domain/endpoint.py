@@ -29,6 +29,7 @@ __all__ = [
     "Endpoint",
     "EndpointStatus",
     "EndpointSummary",
+    "InstanceFailure",
     "PendingDeploymentSummary",
     "PendingProductionVariantSummary",
     "ProductionVariantStatus",
@@ -82,6 +83,15 @@ class ProductionVariantStatus(Shape):
     start_time: datetime | None = None
 
 
+class InstanceFailure(Shape):
+    """Why an instance of a variant last failed and was replaced (a Shipway extension of
+    DescribeEndpoint: SageMaker replaces instances without saying why)."""
+
+    instance_id: str
+    reason: str
+    time: datetime | None = None
+
+
 class ProductionVariantSummary(Shape):
     variant_name: str
     deployed_images: list[DeployedImage] | None = None
@@ -93,6 +103,7 @@ class ProductionVariantSummary(Shape):
     current_serverless_config: ServerlessConfig | None = None
     desired_serverless_config: ServerlessConfig | None = None
     routing_config: RoutingConfig | None = None
+    last_instance_failure: InstanceFailure | None = None
 
 
 class PendingProductionVariantSummary(ProductionVariantSummary):

@@ -35,6 +35,8 @@ class Instance:
     pid: int | None = None
     started_at: float = 0.0
     failure_reason: str | None = None
+    failed_at: float = 0.0
+    """When it failed (epoch seconds)."""
     consecutive_ping_failures: int = field(default=0, compare=False)
 
     @property

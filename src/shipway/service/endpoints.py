@@ -8,6 +8,7 @@ controller, which starts and stops instances and moves the status and the deploy
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shipway.control.rollout import Plan, plan
@@ -27,6 +28,7 @@ from shipway.domain.endpoint import (
     Endpoint,
     EndpointStatus,
     EndpointSummary,
+    InstanceFailure,
     PendingDeploymentSummary,
     PendingProductionVariantSummary,
     ProductionVariantStatus,
@@ -346,6 +348,7 @@ class EndpointService:
                     current_instance_count=current,
                     desired_instance_count=desired,
                     variant_status=_old_status(d, current, desired),
+                    last_instance_failure=_last_failure(instances, variant.variant_name),
                 )
             )
         shadows = [
@@ -355,6 +358,7 @@ class EndpointService:
                 desired_weight=v.weight,
                 current_instance_count=in_service(endpoint.generation, v.variant_name),
                 desired_instance_count=v.initial_instance_count,
+                last_instance_failure=_last_failure(instances, v.variant_name),
             )
             for v in endpoint.config.shadow_production_variants or []
         ]
@@ -625,4 +629,19 @@ def _new_status(d: Deployment, current: int, needed: int) -> ProductionVariantSt
         )
     return ProductionVariantStatus(
         status=status, status_message=message, start_time=d.phase_started
+    )
+
+
+def _last_failure(instances: list[Instance], variant: str) -> InstanceFailure | None:
+    """The latest failure among the variant's instances (the controller keeps the last one)."""
+    failed = [
+        i for i in instances if i.variant_name == variant and i.status is InstanceStatus.FAILED
+    ]
+    if not failed:
+        return None
+    last = max(failed, key=lambda i: i.started_at)
+    return InstanceFailure(
+        instance_id=last.instance_id,
+        reason=last.failure_reason or "the instance failed",
+        time=datetime.fromtimestamp(last.failed_at, UTC) if last.failed_at else None,
     )
