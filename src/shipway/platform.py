@@ -99,6 +99,7 @@ class Platform:
             statuses=lambda name: self.controller.statuses.get(name),
             clock=self.clock,
             max_shadow_in_flight=settings.max_shadow_in_flight,
+            instance_wait_seconds=settings.instance_wait_seconds,
         )
         self.backend = backend or LocalBackend(
             settings.log_dir,

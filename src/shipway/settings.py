@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     """Copies of requests under way to an endpoint's shadow variant at most; beyond it a sampled
     request is not mirrored (the shadow report counts it as skipped)."""
 
+    instance_wait_seconds: float = 10.0
+    """How long an invocation waits for an instance of its variant to be in service (a
+    restarted server bringing its instances back, a failed instance being replaced) before it
+    is answered 503 ServiceUnavailable."""
     instance_startup_timeout_seconds: float = 480.0
     """Deadline for an instance's first healthy /ping (SageMaker's default: 8 minutes)."""
     instance_stop_timeout_seconds: float = 30.0

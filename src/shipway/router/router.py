@@ -16,6 +16,10 @@ model timeout between two pieces, or that breaks off its answer, ends it with a
 :class:`ModelStreamError` (``ModelInvocationTimeExceeded``, ``StreamBroken``); the instance is not
 marked down for that (a model server breaks off a stream whose generator failed).
 
+A request for a variant with no instance in service (a restarted server bringing its instances
+back, a failed instance being replaced) waits up to ``instance_wait_seconds`` for one before it is
+answered ``ServiceUnavailable``: the table changes as soon as the controller has one in service.
+
 An endpoint with shadow variants gets a sample of its invocations mirrored to them once production
 has answered (:mod:`shipway.router.mirror`): the caller never waits for the copy, and the shadow's
 answers feed the shadow report (:meth:`Router.shadow_report`) and its own per-variant metrics.
@@ -24,6 +28,8 @@ Streamed invocations are not mirrored. An endpoint without shadows pays one attr
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -140,9 +146,11 @@ class Router:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         max_shadow_in_flight: int = 64,
+        instance_wait_seconds: float = 0.0,
     ) -> None:
         """``rng`` draws which requests are mirrored to shadow variants;
-        ``max_shadow_in_flight`` bounds the copies under way per endpoint."""
+        ``max_shadow_in_flight`` bounds the copies under way per endpoint;
+        ``instance_wait_seconds`` is how long a request waits for an instance in service."""
         self.table = table or RoutingTable()
         self.metrics = metrics
         self.account_id = account_id
@@ -150,6 +158,10 @@ class Router:
         self.model_timeout_seconds = model_timeout_seconds
         self._on_instance_down = on_instance_down
         self._statuses = statuses
+        self.instance_wait_seconds = instance_wait_seconds
+        self._changed: asyncio.Event | None = None
+        """Set (and replaced) each time the routing table changes; requests waiting for an
+        instance wait on it."""
         self._groups: dict[tuple[str, str], SeriesGroup] = {}
         """The status of an endpoint the table does not route (to say why), if it exists."""
         self._clock: Clock = clock or SystemClock()
@@ -164,6 +176,9 @@ class Router:
     def apply(self, snapshot: Snapshot) -> None:
         self.table.apply(snapshot)
         self._mirror.apply(snapshot)
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def shadow_report(self, endpoint_name: str, tolerance: float = 0.0) -> ShadowReport | None:
         """How the endpoint's shadow variant compares with production since the report started;
@@ -202,7 +217,9 @@ class Router:
         route, headers = self._prepare(invocation)
         tried: set[str] = set()
         while True:
-            variant, instance = self._pick(route, invocation.target_variant, tried)
+            route, variant, instance = await self._pick_or_wait(
+                route, invocation.target_variant, tried, started
+            )
             instance.outstanding += 1
             sent = time.perf_counter()
             try:
@@ -243,7 +260,9 @@ class Router:
         route, headers = self._prepare(invocation)
         tried: set[str] = set()
         while True:
-            variant, instance = self._pick(route, invocation.target_variant, tried)
+            route, variant, instance = await self._pick_or_wait(
+                route, invocation.target_variant, tried, started
+            )
             instance.outstanding += 1
             sent = time.perf_counter()
             streaming = False
@@ -282,6 +301,24 @@ class Router:
             if (value := getattr(invocation, attribute)) is not None
         ]
         return route, headers
+
+    async def _pick_or_wait(
+        self, route: EndpointRoute, target: str | None, tried: set[str], started: float
+    ) -> tuple[EndpointRoute, VariantRoute, InstanceRoute]:
+        """:meth:`_pick`, waiting for the table to bring an instance while none can take the
+        request, up to ``instance_wait_seconds`` after the request ``started``."""
+        while True:
+            try:
+                return (route, *self._pick(route, target, tried))
+            except ServiceUnavailable:
+                remaining = started + self.instance_wait_seconds - time.perf_counter()
+                if remaining <= 0:
+                    raise
+                if self._changed is None:
+                    self._changed = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                route = self._route(route.name)
 
     def _pick(
         self, route: EndpointRoute, target: str | None, tried: set[str]
