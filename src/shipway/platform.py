@@ -100,6 +100,10 @@ class Platform:
             clock=self.clock,
             max_shadow_in_flight=settings.max_shadow_in_flight,
             instance_wait_seconds=settings.instance_wait_seconds,
+            on_instance_hung=lambda instance_id, reason: self.controller.instance_hung(
+                instance_id, reason
+            ),
+            max_timeouts=settings.instance_max_timeouts,
         )
         self.backend = backend or LocalBackend(
             settings.log_dir,

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     """How long an invocation waits for an instance of its variant to be in service (a
     restarted server bringing its instances back, a failed instance being replaced) before it
     is answered 503 ServiceUnavailable."""
+    instance_max_timeouts: int = Field(default=3, ge=1)
+    """Invocations in a row an instance may leave unanswered past the model timeout before it
+    is replaced as hung (a request still in progress past the timeout stops it at once)."""
     instance_startup_timeout_seconds: float = 480.0
     """Deadline for an instance's first healthy /ping (SageMaker's default: 8 minutes)."""
     instance_stop_timeout_seconds: float = 30.0

@@ -149,6 +149,8 @@ HUNG = textwrap.dedent(
     def predict_fn(data, model):
         if data == "hang":
             time.sleep(3600)
+        if data == "slow":
+            time.sleep(3.2)  # past the 3 s timeout, within the 4 s the watchdog allows
         return "ok"
 
     def output_fn(prediction, accept):
@@ -444,3 +446,31 @@ def test_a_hung_model_is_replaced_within_two_timeouts(server: ShipwayServer, roo
     with rest(server) as client:
         (variant,) = client.get("/api/endpoints/hung").json()["ProductionVariants"]
     assert "the model is hung" in variant["LastInstanceFailure"]["Reason"]
+
+
+def test_a_model_that_times_out_three_times_in_a_row_is_replaced(
+    server: ShipwayServer, root: Path
+) -> None:
+    deploy(server, root, "slow", HUNG, "ml.m5.large")
+    (first,) = instances(server, "slow")
+    for _ in range(3):
+        with pytest.raises(ClientError) as caught:
+            invoke(server, "slow", "slow")
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+        time.sleep(0.5)  # the model finishes; each request finds it idle
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            assert invoke(server, "slow", "fine") == "ok"
+        except ClientError:
+            time.sleep(0.2)
+            continue
+        if first["InstanceId"] not in [i["InstanceId"] for i in instances(server, "slow")]:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"not replaced: {instances(server, 'slow')}")
+    with rest(server) as client:
+        (variant,) = client.get("/api/endpoints/slow").json()["ProductionVariants"]
+    reason = variant["LastInstanceFailure"]["Reason"]
+    assert "3 requests in a row were not answered within the invocation timeout" in reason

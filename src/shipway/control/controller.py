@@ -114,6 +114,8 @@ class Controller:
         self._mark_up = mark_up
         self._firing = firing
         self._stopping: set[asyncio.Task[None]] = set()
+        self._hung: list[tuple[str, str]] = []
+        """Instances the router reported hung, with why, to fail on the next pass."""
         self._draining: dict[str, Instance] = {}
         """Instances out of routing and on their way down."""
         self._tracked: dict[str, _Tracked] = {}
@@ -162,6 +164,13 @@ class Controller:
             tracked.next_ping = 0.0
         self.wake()
 
+    def instance_hung(self, instance_id: str, reason: str) -> None:
+        """The router gave up on this instance (requests in a row timed out): replace it.
+        Safe to call from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._hung.append, (instance_id, reason))
+        self.wake()
+
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
@@ -207,6 +216,11 @@ class Controller:
 
     async def _observe(self) -> None:
         now = self._clock.monotonic()
+        hung, self._hung = self._hung, []
+        for instance_id, why in hung:
+            reported = self._tracked.get(instance_id)
+            if reported is not None and reported.instance.live:
+                await self._set(reported, InstanceStatus.FAILED, why)
         checks = []
         for tracked in list(self._tracked.values()):
             instance = tracked.instance

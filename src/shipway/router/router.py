@@ -147,10 +147,14 @@ class Router:
         rng: random.Random | None = None,
         max_shadow_in_flight: int = 64,
         instance_wait_seconds: float = 0.0,
+        on_instance_hung: Callable[[str, str], None] = lambda _id, _reason: None,
+        max_timeouts: int = 3,
     ) -> None:
         """``rng`` draws which requests are mirrored to shadow variants;
         ``max_shadow_in_flight`` bounds the copies under way per endpoint;
-        ``instance_wait_seconds`` is how long a request waits for an instance in service."""
+        ``instance_wait_seconds`` is how long a request waits for an instance in service;
+        an instance that leaves ``max_timeouts`` requests in a row unanswered is reported
+        with ``on_instance_hung`` (the controller replaces it)."""
         self.table = table or RoutingTable()
         self.metrics = metrics
         self.account_id = account_id
@@ -159,6 +163,8 @@ class Router:
         self._on_instance_down = on_instance_down
         self._statuses = statuses
         self.instance_wait_seconds = instance_wait_seconds
+        self._on_instance_hung = on_instance_hung
+        self.max_timeouts = max_timeouts
         self._changed: asyncio.Event | None = None
         """Set (and replaced) each time the routing table changes; requests waiting for an
         instance wait on it."""
@@ -236,6 +242,7 @@ class Router:
                 raise self._failed(exc, route, variant, instance, started, sent) from exc
             finally:
                 instance.outstanding -= 1
+            instance.timeouts = 0
             self._record(route, variant, started, sent, response.status)
             if route.shadows:
                 answer = Answer(response.status, response.body, time.perf_counter() - sent)
@@ -275,6 +282,7 @@ class Router:
                         self, route, variant, instance, upstream, started, sent
                     )
                     streaming = True  # the stream gives the instance back when it ends
+                    instance.timeouts = 0
                     return stream
                 try:
                     error = await upstream.read(self.model_timeout_seconds)
@@ -348,6 +356,17 @@ class Router:
         if isinstance(exc, ConnectionLost):
             self._down(instance.instance_id)
             return ModelError(0, f"The instance stopped while handling the request: {exc}")
+        instance.timeouts += 1
+        if instance.timeouts >= self.max_timeouts:
+            self.table.mark_down(instance.instance_id)
+            reason = (
+                f"{instance.timeouts} requests in a row were not answered within the "
+                f"invocation timeout of {self.model_timeout_seconds:g} seconds: the model is hung"
+            )
+            try:
+                self._on_instance_hung(instance.instance_id, reason)
+            except Exception:  # telling the controller must never fail a request
+                log.exception("could not report instance %s hung", instance.instance_id)
         return ModelError(0, TIMEOUT_MESSAGE)
 
     def _variant(self, route: EndpointRoute, target: str | None) -> VariantRoute:

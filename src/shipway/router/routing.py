@@ -73,6 +73,8 @@ class InstanceRoute:
     upstream: Upstream
     outstanding: int = 0
     down: bool = False
+    timeouts: int = 0
+    """Requests in a row it did not answer in time."""
 
 
 @dataclass(eq=False)
