@@ -11,7 +11,7 @@ input, 404 not found, 409 name taken or resource in use, 413 too large, 424 mode
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -19,9 +19,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
+from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from shipway import __version__
+from shipway.api.openapi import (
+    DocumentedAPI,
+    invocation_request,
+    invocation_responses,
+    raises,
+    status_of,
+)
 from shipway.api.runtime import runtime_error
 from shipway.domain.alarm import (
     AlarmState,
@@ -49,13 +59,11 @@ from shipway.domain.endpoint_config import (
 from shipway.domain.errors import (
     AlreadyExists,
     InvalidState,
-    ModelError,
     NotFound,
-    PayloadTooLarge,
     ResourceInUse,
     ResourceLimitExceeded,
-    ServiceUnavailable,
     ShipwayError,
+    ValidationError,
 )
 from shipway.domain.listing import ListEndpointsInput, ListInput, SortBy, SortOrder
 from shipway.domain.model import CreateModelInput, CreateModelOutput, Model
@@ -69,20 +77,14 @@ if TYPE_CHECKING:
 __all__ = ["create_rest_app"]
 
 
-def _status(exc: ShipwayError) -> int:
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, AlreadyExists | ResourceInUse | InvalidState):
-        return 409
-    if isinstance(exc, PayloadTooLarge):
-        return 413
-    if isinstance(exc, ResourceLimitExceeded):
-        return 429
-    if isinstance(exc, ModelError):
-        return 424
-    if isinstance(exc, ServiceUnavailable):
-        return 503
-    return 400
+def _utc(value: datetime) -> datetime:
+    """A time without an offset is UTC (as CloudWatch and SageMaker read them), not local time:
+    local time may not exist, and years 1 and 9999 overflow once converted."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+Time = Annotated[datetime, AfterValidator(_utc)]
+"""A date-time query parameter; RFC 3339, or ISO 8601 without an offset for UTC."""
 
 
 def _list_query(
@@ -93,8 +95,8 @@ def _list_query(
     max_results: Annotated[int, Query(ge=1, le=100)] = 10,
     next_token: str | None = None,
     name_contains: str | None = None,
-    creation_time_before: datetime | None = None,
-    creation_time_after: datetime | None = None,
+    creation_time_before: Time | None = None,
+    creation_time_after: Time | None = None,
 ) -> ListInput:
     """The filters, sort order and page every list takes."""
     return parse(
@@ -122,7 +124,7 @@ def _page(key: str, items: list[Any], token: str | None) -> dict[str, Any]:
 
 
 def create_rest_app(platform: Platform) -> FastAPI:
-    app = FastAPI(
+    app = DocumentedAPI(
         title="Shipway",
         version=__version__,
         description="Deploy machine-learning models the way SageMaker does, on your own machines.",
@@ -131,7 +133,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
 
     @app.exception_handler(ShipwayError)
     async def _shipway_error(request: Request, exc: ShipwayError) -> JSONResponse:
-        return JSONResponse({"code": exc.code, "message": exc.message}, status_code=_status(exc))
+        return JSONResponse({"code": exc.code, "message": exc.message}, status_code=status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -147,10 +149,14 @@ def create_rest_app(platform: Platform) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "NotFound", 405: "MethodNotAllowed"}
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route matching the path
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed(app, request.scope))}
         return JSONResponse(
             {"code": codes.get(exc.status_code, f"HTTP{exc.status_code}"), "message": exc.detail},
             status_code=exc.status_code,
-            headers=exc.headers,
+            headers=headers,
         )
 
     @app.get("/healthz", tags=["server"], summary="Liveness of the server")
@@ -159,7 +165,13 @@ def create_rest_app(platform: Platform) -> FastAPI:
 
     # --- models -------------------------------------------------------------------------------
 
-    @app.post("/api/models", tags=["models"], status_code=201, response_model_exclude_none=True)
+    @app.post(
+        "/api/models",
+        tags=["models"],
+        status_code=201,
+        response_model_exclude_none=True,
+        responses=raises(ValidationError, AlreadyExists),
+    )
     def create_model(request: CreateModelInput) -> CreateModelOutput:
         return services.models.create_model(request)
 
@@ -167,11 +179,21 @@ def create_rest_app(platform: Platform) -> FastAPI:
     def list_models(query: ListQuery) -> dict[str, Any]:
         return _page("Models", *services.models.list_models(query))
 
-    @app.get("/api/models/{name}", tags=["models"], response_model_exclude_none=True)
+    @app.get(
+        "/api/models/{name}",
+        tags=["models"],
+        response_model_exclude_none=True,
+        responses=raises(NotFound),
+    )
     def describe_model(name: str) -> Model:
         return services.models.describe_model(name)
 
-    @app.delete("/api/models/{name}", tags=["models"], status_code=204)
+    @app.delete(
+        "/api/models/{name}",
+        tags=["models"],
+        status_code=204,
+        responses=raises(NotFound, ResourceInUse),
+    )
     def delete_model(name: str) -> Response:
         services.models.delete_model(name)
         return Response(status_code=204)
@@ -183,6 +205,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
         tags=["endpoint configurations"],
         status_code=201,
         response_model_exclude_none=True,
+        responses=raises(ValidationError, NotFound, AlreadyExists),
     )
     def create_endpoint_config(request: CreateEndpointConfigInput) -> CreateEndpointConfigOutput:
         return services.endpoint_configs.create_endpoint_config(request)
@@ -195,11 +218,17 @@ def create_rest_app(platform: Platform) -> FastAPI:
         "/api/endpoint-configs/{name}",
         tags=["endpoint configurations"],
         response_model_exclude_none=True,
+        responses=raises(NotFound),
     )
     def describe_endpoint_config(name: str) -> EndpointConfig:
         return services.endpoint_configs.describe_endpoint_config(name)
 
-    @app.delete("/api/endpoint-configs/{name}", tags=["endpoint configurations"], status_code=204)
+    @app.delete(
+        "/api/endpoint-configs/{name}",
+        tags=["endpoint configurations"],
+        status_code=204,
+        responses=raises(NotFound, ResourceInUse),
+    )
     def delete_endpoint_config(name: str) -> Response:
         services.endpoint_configs.delete_endpoint_config(name)
         return Response(status_code=204)
@@ -207,7 +236,11 @@ def create_rest_app(platform: Platform) -> FastAPI:
     # --- endpoints ----------------------------------------------------------------------------
 
     @app.post(
-        "/api/endpoints", tags=["endpoints"], status_code=201, response_model_exclude_none=True
+        "/api/endpoints",
+        tags=["endpoints"],
+        status_code=201,
+        response_model_exclude_none=True,
+        responses=raises(ValidationError, NotFound, AlreadyExists, ResourceLimitExceeded),
     )
     def create_endpoint(request: CreateEndpointInput) -> CreateEndpointOutput:
         return services.endpoints.create_endpoint(request)
@@ -219,7 +252,12 @@ def create_rest_app(platform: Platform) -> FastAPI:
         filters = ListEndpointsInput(**query.model_dump(), status_equals=status_equals)
         return _page("Endpoints", *services.endpoints.list_endpoints(filters))
 
-    @app.get("/api/endpoints/{name}", tags=["endpoints"], response_model_exclude_none=True)
+    @app.get(
+        "/api/endpoints/{name}",
+        tags=["endpoints"],
+        response_model_exclude_none=True,
+        responses=raises(NotFound),
+    )
     def describe_endpoint(name: str) -> DescribeEndpointOutput:
         return services.endpoints.describe_endpoint(name)
 
@@ -227,6 +265,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
         "/api/endpoints/{name}/weights-and-capacities",
         tags=["endpoints"],
         response_model_exclude_none=True,
+        responses=raises(ValidationError, NotFound, InvalidState, ResourceLimitExceeded),
     )
     def update_weights_and_capacities(
         name: str, changes: list[DesiredWeightAndCapacity]
@@ -239,7 +278,12 @@ def create_rest_app(platform: Platform) -> FastAPI:
         )
         return services.endpoints.update_endpoint_weights_and_capacities(request)
 
-    @app.put("/api/endpoints/{name}", tags=["endpoints"], response_model_exclude_none=True)
+    @app.put(
+        "/api/endpoints/{name}",
+        tags=["endpoints"],
+        response_model_exclude_none=True,
+        responses=raises(ValidationError, NotFound, InvalidState, ResourceLimitExceeded),
+    )
     def update_endpoint(name: str, body: dict[str, Any]) -> CreateEndpointOutput:
         """Deploy a new endpoint configuration (UpdateEndpoint): blue/green with all-at-once,
         canary or linear traffic shifting, or rolling, with alarms that roll it back. The body
@@ -247,7 +291,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
         request = parse(UpdateEndpointInput, {**body, "EndpointName": name})
         return services.endpoints.update_endpoint(request)
 
-    @app.get("/api/endpoints/{name}/deployment", tags=["endpoints"])
+    @app.get("/api/endpoints/{name}/deployment", tags=["endpoints"], responses=raises(NotFound))
     def deployment(name: str) -> dict[str, Any]:
         """The deployment in progress, step by step, with its alarms' states (404 when none)."""
         endpoint = services.endpoints.get(name)
@@ -258,7 +302,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
     @app.get(
         "/api/endpoints/{name}/shadow-report",
         tags=["endpoints"],
-        responses={404: {"description": "The endpoint is not in service with a shadow variant"}},
+        responses=raises(NotFound),
     )
     async def shadow_report(
         name: str,
@@ -274,7 +318,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
             raise ShadowReportNotFound(name)
         return report
 
-    @app.get("/api/endpoints/{name}/instances", tags=["endpoints"])
+    @app.get("/api/endpoints/{name}/instances", tags=["endpoints"], responses=raises(NotFound))
     def list_instances(name: str) -> dict[str, Any]:
         """The endpoint's instances: id, variant, generation (which deployment's fleet),
         status, process id and address."""
@@ -296,7 +340,12 @@ def create_rest_app(platform: Platform) -> FastAPI:
             ]
         }
 
-    @app.delete("/api/endpoints/{name}", tags=["endpoints"], status_code=204)
+    @app.delete(
+        "/api/endpoints/{name}",
+        tags=["endpoints"],
+        status_code=204,
+        responses=raises(NotFound, InvalidState),
+    )
     def delete_endpoint(name: str) -> Response:
         services.endpoints.delete_endpoint(name)
         return Response(status_code=204)
@@ -306,7 +355,8 @@ def create_rest_app(platform: Platform) -> FastAPI:
         tags=["invocations"],
         summary="Invoke an endpoint (the SageMaker runtime's InvokeEndpoint)",
         response_class=Response,
-        responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+        responses=invocation_responses(),
+        openapi_extra=invocation_request(),
     )
     async def invoke(name: str, request: Request) -> Response:
         """The body is the model's input as is; ``Content-Type`` says how to read it and
@@ -344,8 +394,8 @@ def create_rest_app(platform: Platform) -> FastAPI:
     def query_metrics(
         metric: Annotated[str, Query(description="e.g. Invocations, ModelLatency")],
         endpoint: str,
-        start: datetime,
-        end: datetime,
+        start: Time,
+        end: Time,
         variant: str | None = None,
         period: Annotated[int, Query(ge=1)] = 60,
         statistic: str = "Sum",
@@ -406,34 +456,53 @@ def create_rest_app(platform: Platform) -> FastAPI:
         )
         return dump(services.alarms.describe_alarms(request))
 
-    @app.post("/api/alarms", tags=["alarms"], response_model_exclude_none=True)
+    @app.post(
+        "/api/alarms",
+        tags=["alarms"],
+        response_model_exclude_none=True,
+        responses=raises(ValidationError),
+    )
     def put_alarm(request: PutMetricAlarmInput) -> MetricAlarm:
         """Create an alarm, or replace the definition of the one of that name (PutMetricAlarm);
         a replaced alarm keeps its state."""
         return services.alarms.put_metric_alarm(request)
 
-    @app.get("/api/alarms/{name}", tags=["alarms"], response_model_exclude_none=True)
+    @app.get(
+        "/api/alarms/{name}",
+        tags=["alarms"],
+        response_model_exclude_none=True,
+        responses=raises(NotFound),
+    )
     def describe_alarm(name: str) -> MetricAlarm:
         return services.alarms.describe_alarm(name)
 
-    @app.delete("/api/alarms/{name}", tags=["alarms"], status_code=204)
+    @app.delete("/api/alarms/{name}", tags=["alarms"], status_code=204, responses=raises(NotFound))
     def delete_alarm(name: str) -> Response:
         services.alarms.delete_alarms([name])
         return Response(status_code=204)
 
-    @app.put("/api/alarms/{name}/state", tags=["alarms"], response_model_exclude_none=True)
+    @app.put(
+        "/api/alarms/{name}/state",
+        tags=["alarms"],
+        response_model_exclude_none=True,
+        responses=raises(ValidationError, NotFound),
+    )
     def set_alarm_state(name: str, body: dict[str, Any]) -> MetricAlarm:
         """Set the state by hand (SetAlarmState: StateValue, StateReason, StateReasonData);
         the next evaluation sets the state the metric says again."""
         request = parse(SetAlarmStateInput, {**body, "AlarmName": name})
         return services.alarms.set_alarm_state(request)
 
-    @app.get("/api/alarms/{name}/history", tags=["alarms"])
+    @app.get(
+        "/api/alarms/{name}/history",
+        tags=["alarms"],
+        responses=raises(ValidationError, NotFound),
+    )
     def alarm_history(
         name: str,
         item_type: HistoryItemType | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
+        start: Time | None = None,
+        end: Time | None = None,
         max_results: Annotated[int, Query(ge=1, le=100)] = 100,
         next_token: str | None = None,
         oldest_first: bool = False,
@@ -464,6 +533,15 @@ def create_rest_app(platform: Platform) -> FastAPI:
         )
 
     return app
+
+
+def _allowed(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at the request's path (for ``Allow``)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 def _raw(value: str | None) -> bytes | None:
