@@ -89,9 +89,9 @@ class SourcePolicy:
                 _within(real, protected) and not any(_within(real, o) for o in own)
             ):
                 raise ArtifactError(
-                    f"ModelDataUrl {url} is or holds {protected}, which belongs to the Shipway "
-                    "server itself (its data dir or access keys); model data cannot come from "
-                    "there."
+                    f"ModelDataUrl {url} lies in or holds {protected}, which belongs to the "
+                    "Shipway server itself (its data dir or access keys); model data cannot "
+                    "come from there."
                 )
         allowed = self.model_data_paths
         if allowed is not None and not any(_within(real, f) for f in _resolved(allowed)):
