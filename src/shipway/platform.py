@@ -109,6 +109,7 @@ class Platform:
             settings.log_dir,
             settings.run_dir,
             network=settings.instance_network,
+            uid_base=settings.instance_uid_base,
             protected=[p for p in (settings.home, settings.access_keys_file) if p is not None],
         )
         self.controller = Controller(

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     Shipway's own ports), no metadata endpoint and nothing outside. A model created with
     ``EnableNetworkIsolation`` never has network."""
 
+    instance_uid_base: int | None = Field(default=1_900_000_000, ge=1)
+    """When the server runs as root, each instance runs as a user of its own, from this id up
+    (no /etc/passwd entry is needed). Unset (null) runs instances as user 0, every capability
+    dropped: not recommended."""
+
     max_batch_size: int = 64
     """Adaptive batching: most requests merged into one predict call."""
     max_batch_delay_ms: float = 0.0

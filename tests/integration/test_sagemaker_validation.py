@@ -7,6 +7,7 @@ server (reference §1.7), which must refuse them with AWS's wording and change n
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,7 +17,8 @@ import pytest
 from tests.fixtures.server import ShipwayServer, start_server
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-CONTAINER = {"Image": "sklearn", "ModelDataUrl": "/tmp"}
+# any existing folder that holds no server's data dir (no instance is ever started here)
+CONTAINER = {"Image": "sklearn", "ModelDataUrl": str(Path(__file__).resolve().parent)}
 VARIANT = {"VariantName": "v", "ModelName": "m", "InstanceType": "ml.m5.large",
            "InitialInstanceCount": 1}  # fmt: skip
 

@@ -68,6 +68,7 @@ class _Process:
     instance_type: str
     cgroup: InstanceCgroup | None = None
     cpus: tuple[int, ...] = ()
+    user: int | None = None
     stopped_for: list[str] = field(default_factory=list)
     """Why the backend itself stopped the process (over its memory), if it did."""
 
@@ -81,11 +82,14 @@ class LocalBackend:
         network: bool = False,
         protected: Sequence[Path] = (),
         cgroups: bool = True,
+        uid_base: int | None = None,
         python: str = sys.executable,
     ) -> None:
         """``run_dir`` holds the instances' scratch folders; ``network`` lets instances use
         the host's network; ``protected`` paths must stay out of every instance's reach;
-        ``cgroups`` False does without control groups even where they are writable."""
+        ``cgroups`` False does without control groups even where they are writable; with
+        ``uid_base``, a server running as root runs each instance as a user of its own
+        (``uid_base``, ``uid_base + 1``...)."""
         self._log_dir = log_dir
         self._run_dir = run_dir
         self._network = network
@@ -97,6 +101,7 @@ class LocalBackend:
         # named after this server so that a later one can tell it is stale.
         self._socket_dir = Path(tempfile.mkdtemp(prefix=f"{_SOCKET_PREFIX}{os.getpid()}-"))
         self._cgroups = Cgroups.detect() if cgroups else None
+        self._uid_base = uid_base if os.geteuid() == 0 else None
         self._cores = sorted(os.sched_getaffinity(0))
         if self._cgroups is None:
             log.info("no writable cgroups: instances are pinned to cores and their memory watched")
@@ -106,6 +111,9 @@ class LocalBackend:
         scratch = self._run_dir / spec.instance_id
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(mode=0o700, parents=True)
+        user = self._free_user()
+        if user is not None:
+            os.chown(scratch, user, user)
         instance_type = spec.instance_type
         threads = instance_type.threads()
         memory = int(instance_type.memory_gib * GIB) or None
@@ -128,6 +136,7 @@ class LocalBackend:
                 cpus=cpus,
                 cgroup_procs=cgroup.procs if cgroup is not None else (),
                 protected=self._protected,
+                user=user,
             )
         except ValueError as exc:
             if cgroup is not None:
@@ -181,7 +190,7 @@ class LocalBackend:
             unix.close()
         self._processes[spec.instance_id] = _Process(
             popen, log_path, failure_path, socket_path, scratch, log_file, memory,
-            instance_type.name, cgroup, cpus,
+            instance_type.name, cgroup, cpus, user,
         )  # fmt: skip
         log.info("started instance %s (pid %d)", spec.instance_id, popen.pid)
         return StartedInstance(address=f"unix:{socket_path}", port=None, pid=popen.pid)
@@ -194,11 +203,22 @@ class LocalBackend:
             TMPDIR=str(scratch),
             JOBLIB_TEMP_FOLDER=str(scratch),
             PYTHONDONTWRITEBYTECODE="1",
+            USER="model",  # its user has no name in /etc/passwd; getpass reads these first
+            LOGNAME="model",
         )
         env.update(spec.environment)
         for name in THREAD_VARIABLES:
             env[name] = str(threads)
         return env
+
+    def _free_user(self) -> int | None:
+        """The lowest user id of the range no running instance has, or None (not root)."""
+        if self._uid_base is None:
+            return None
+        taken = {p.user for p in self._processes.values()}
+        return next(
+            self._uid_base + n for n in range(len(taken) + 1) if self._uid_base + n not in taken
+        )
 
     def _pick_cores(self, count: int) -> tuple[int, ...]:
         """The ``count`` cores the fewest instances are pinned to (no cgroup CPU limit)."""

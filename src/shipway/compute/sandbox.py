@@ -34,6 +34,7 @@ import ctypes
 import json
 import os
 import resource
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _MS_NOSUID = 2
 _MS_NODEV = 4
+_MS_BIND = 4096
 _MS_REC = 0x4000
 _MS_PRIVATE = 1 << 18
 _PR_CAPBSET_DROP = 24
@@ -82,6 +84,10 @@ class SandboxPolicy:
     """``cgroup.procs`` files the process joins before anything else."""
     shm_bytes: int = 64 * 1024 * 1024
     """Size of the private ``/dev/shm``."""
+    user: int | None = None
+    """Run as this user and group id (when started as root): an unprivileged user of its own.
+    The folders on the way to its paths that others may not enter are replaced, in its mount
+    namespace, by ones holding only the way to its paths."""
     max_open_files: int = 65536
 
     def to_json(self) -> str:
@@ -119,6 +125,7 @@ def instance_policy(
     cpus: Sequence[int] = (),
     cgroup_procs: Sequence[str] = (),
     protected: Sequence[str] = (),
+    user: int | None = None,
 ) -> SandboxPolicy:
     """The policy of one model server: this Python (the interpreter, its libraries and the
     folders on its path), the system's libraries, the model's folder, its scratch folder.
@@ -145,6 +152,7 @@ def instance_policy(
         network=network,
         cpus=tuple(cpus),
         cgroup_procs=tuple(cgroup_procs),
+        user=user,
     )
 
 
@@ -202,6 +210,10 @@ def apply(policy: SandboxPolicy) -> Applied:
     if policy.cgroup_procs:
         applied.enforced.append("cgroup limits")
     isolated, shm = _namespaces(policy, root, applied)
+    user = policy.user if root and shm else None  # shm: a mount namespace of its own
+    if user is not None:
+        _make_reachable((*policy.read, *policy.write), user)
+        os.chdir(os.getcwd())  # the scratch folder, through the new mounts
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = (
@@ -230,9 +242,72 @@ def apply(policy: SandboxPolicy) -> Applied:
         if rules.deny_tcp:
             (applied.enforced if abi >= 4 else applied.missing).append("TCP denied")
     if root:
-        _drop_capabilities(last_cap)
+        _drop_bounding_capabilities(last_cap)
+        if user is not None:
+            os.setgroups([])
+            os.setresgid(user, user, user)
+            os.setresuid(user, user, user)
+            applied.enforced.append(f"user {user}")
+        elif policy.user is not None:
+            applied.missing.append("a user of its own (no mount namespace)")
+        _drop_capabilities()
         applied.enforced.append("no capabilities")
     return applied
+
+
+def _make_reachable(paths: Sequence[str], user: int) -> None:
+    """Let ``user`` reach ``paths`` (and nothing beside them) where a folder on the way
+    is closed to it: such a folder is covered by a tmpfs holding only the way to each path,
+    and each path is bind-mounted back in place."""
+    hidden: dict[str, list[str]] = {}
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        real = os.path.realpath(path)
+        closed = _first_closed(real, user)
+        if closed is not None:
+            hidden.setdefault(closed, []).append(real)
+    libc = _c()
+    for folder in sorted(hidden, key=len):
+        if any(_beneath(folder, outer) for outer in hidden if outer != folder):
+            continue  # rebuilt inside an outer one
+        inside = [p for f, ps in hidden.items() if f == folder or _beneath(f, folder) for p in ps]
+        handles = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in inside}
+        try:
+            _check(
+                libc.mount(b"tmpfs", folder.encode(), b"tmpfs",
+                           ctypes.c_ulong(_MS_NOSUID | _MS_NODEV), b"mode=0755,size=1m"),
+                f"mount tmpfs on {folder}",
+            )  # fmt: skip
+            for path in sorted(inside, key=len):
+                if os.path.isdir(f"/proc/self/fd/{handles[path]}"):
+                    os.makedirs(path, mode=0o755, exist_ok=True)
+                else:
+                    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                    with open(path, "a"):
+                        pass
+                source = f"/proc/self/fd/{handles[path]}".encode()
+                _check(
+                    libc.mount(source, path.encode(), None, ctypes.c_ulong(_MS_BIND | _MS_REC),
+                               None),
+                    f"bind {path}",
+                )  # fmt: skip
+        finally:
+            for handle in handles.values():
+                os.close(handle)
+
+
+def _first_closed(path: str, user: int) -> str | None:
+    """The outermost folder above ``path`` that ``user`` (not its owner) may not enter."""
+    parts = path.strip("/").split("/")[:-1]
+    current = ""
+    for part in parts:
+        current += "/" + part
+        info = os.stat(current)
+        allowed = stat.S_IXUSR if info.st_uid == user else stat.S_IXOTH
+        if not info.st_mode & allowed:
+            return current
+    return None
 
 
 def _namespaces(policy: SandboxPolicy, root: bool, applied: Applied) -> tuple[bool, bool]:
@@ -274,12 +349,16 @@ def _write(path: str, text: str) -> None:
         file.write(text)
 
 
-def _drop_capabilities(last_cap: int) -> None:
+def _drop_bounding_capabilities(last_cap: int) -> None:
+    """No program executed from here on gains a capability, even as user 0."""
     for cap in range(last_cap + 1):
         _prctl(_PR_CAPBSET_DROP, cap)
     _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
-    # user 0 must not regain capabilities by executing a program
     _check(_prctl(_PR_SET_SECUREBITS, _SECUREBITS), "prctl(PR_SET_SECUREBITS)")
+
+
+def _drop_capabilities() -> None:
+    """Empty the effective, permitted and inheritable sets."""
     header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: x2, all empty
     _check(_c().capset(header, data), "capset")

@@ -574,7 +574,11 @@ class Controller:
             if isinstance(exc, ShipwayError):
                 raise exc
             raise ShipwayError(f"could not fetch the model artifact {url}: {exc}") from exc
-        return task.result()
+        folder = task.result()
+        if not folder.exists():  # released (its model deleted) since: fetch it again
+            del self._fetches[url]
+            return self._model_dir(url)
+        return folder
 
     async def _set(
         self, tracked: _Tracked, status: InstanceStatus, reason: str | None = None
