@@ -8,7 +8,6 @@ derived from the same key.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from shipway.api.auth import bearer_token
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, start_secured_server
 
 AKID = "AKIDSHIPWAYINTEG1"
 SECRET = "integration/secret+Key0123456789abcdefghij"
@@ -37,15 +36,7 @@ NO_RETRIES = Config(retries={"max_attempts": 1})
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
     root = tmp_path_factory.mktemp("auth")
-    keys_file = root / "keys.json"
-    keys_file.touch(mode=0o600)
-    keys_file.write_text(
-        json.dumps(
-            {"keys": [{"access_key_id": AKID, "secret_access_key": SECRET, "name": "tests"}]}
-        )
-    )
-    os.chmod(keys_file, 0o600)
-    running = start_server(root / "home", env={"SHIPWAY_ACCESS_KEYS_FILE": str(keys_file)})
+    running = start_secured_server(root, AKID, SECRET)
     yield running
     running.stop()
     assert SECRET not in running.log()

@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 from typer.testing import CliRunner, Result
 
 from shipway.cli.main import app as cli
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, start_secured_server, start_server
 from tests.integration.deploy import deploy
 
 REGION = "us-east-1"
@@ -488,13 +488,7 @@ SECRET = "monitoring/secret+Key0123456789abcdefgh"
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
     root = tmp_path_factory.mktemp("cloudwatch-auth")
-    keys_file = root / "keys.json"
-    keys_file.touch(mode=0o600)
-    keys_file.write_text(
-        json.dumps({"keys": [{"access_key_id": AKID, "secret_access_key": SECRET}]})
-    )
-    os.chmod(keys_file, 0o600)
-    running = start_server(root / "home", env={"SHIPWAY_ACCESS_KEYS_FILE": str(keys_file)})
+    running = start_secured_server(root, AKID, SECRET)
     yield running
     running.stop()
 

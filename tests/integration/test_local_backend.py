@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,27 +16,8 @@ from shipway.compute.backend import InstanceSpec
 from shipway.compute.local import LocalBackend
 from shipway.domain.instance_types import InstanceType
 from shipway.serving.runtime import resolve_runtime
+from tests.fixtures.hostile import LEAKY
 
-LEAKY = textwrap.dedent(
-    """
-    import json
-
-    KEPT = []
-
-    def model_fn(model_dir):
-        return None
-
-    def input_fn(body, content_type):
-        return json.loads(body)
-
-    def predict_fn(data, model):
-        KEPT.append(bytearray(100 * 1024 * 1024))  # touched pages: resident at once
-        return len(KEPT)
-
-    def output_fn(prediction, accept):
-        return json.dumps(prediction), "application/json"
-    """
-)
 SMALL = InstanceType(name="ml.test.small", vcpus=1, memory_gib=0.5, price_per_hour=0.0)
 
 

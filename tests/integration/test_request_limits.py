@@ -9,7 +9,6 @@ invocations (413 in each wire's error format), ``max_payload_bytes`` for invocat
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, start_secured_server, start_server
 
 AKID = "AKIDSHIPWAYLIMITS"
 SECRET = "limits/secret+Key0123456789abcdefghijkl"
@@ -39,13 +38,7 @@ NO_RETRIES = Config(retries={"max_attempts": 1})
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
     """A server with authentication on and the default limits."""
     root = tmp_path_factory.mktemp("limits-auth")
-    keys_file = root / "keys.json"
-    keys_file.touch(mode=0o600)
-    keys_file.write_text(
-        json.dumps({"keys": [{"access_key_id": AKID, "secret_access_key": SECRET}]})
-    )
-    os.chmod(keys_file, 0o600)
-    running = start_server(root / "home", env={"SHIPWAY_ACCESS_KEYS_FILE": str(keys_file)})
+    running = start_secured_server(root, AKID, SECRET)
     yield running
     running.stop()
 

@@ -26,7 +26,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from shipway.api.auth import bearer_token
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.hostile import LEAKY
+from tests.fixtures.server import ShipwayServer, start_server, write_access_keys
 
 AKID = "AKIDSANDBOXTEST1"
 SECRET = "sandbox/secret+Key0123456789abcdefghij"
@@ -80,26 +81,6 @@ PROBE = textwrap.dedent(
         results["CapEff"] = fields["CapEff"].strip()
         results["NoNewPrivs"] = fields["NoNewPrivs"].strip()
         return results
-
-    def output_fn(prediction, accept):
-        return json.dumps(prediction), "application/json"
-    """
-)
-LEAKY = textwrap.dedent(
-    """
-    import json
-
-    KEPT = []
-
-    def model_fn(model_dir):
-        return None
-
-    def input_fn(body, content_type):
-        return json.loads(body)
-
-    def predict_fn(data, model):
-        KEPT.append(bytearray(100 * 1024 * 1024))  # 100 MiB more on every request, never freed
-        return len(KEPT)
 
     def output_fn(prediction, accept):
         return json.dumps(prediction), "application/json"
@@ -167,11 +148,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def keys_file(root: Path) -> Path:
-    path = root / "keys.json"
-    path.touch(mode=0o600)
-    path.write_text(json.dumps({"keys": [{"access_key_id": AKID, "secret_access_key": SECRET}]}))
-    os.chmod(path, 0o600)
-    return path
+    return write_access_keys(root / "keys.json", AKID, SECRET)
 
 
 @pytest.fixture(scope="module")

@@ -112,6 +112,13 @@ class LocalBackend:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(mode=0o700, parents=True)
         user = self._free_user()
+        if user is not None and not await asyncio.to_thread(_open_to_others, spec.model_dir):
+            log.warning(
+                "instance %s runs as user 0 (without capabilities), not a user of its own: its "
+                "model folder %s is not readable by other users (chmod -R o+rX to change that)",
+                spec.instance_id, spec.model_dir,
+            )  # fmt: skip
+            user = None
         if user is not None:
             os.chown(scratch, user, user)
         instance_type = spec.instance_type
@@ -317,6 +324,18 @@ def _remove_stale_socket_folders() -> None:
                 shutil.rmtree(folder, ignore_errors=True)
         except (OSError, ValueError):
             continue
+
+
+def _open_to_others(folder: Path) -> bool:
+    """Whether a user of no group the files are in may read everything in ``folder``."""
+    for root, folders, files in os.walk(folder):
+        for name in [root, *(os.path.join(root, f) for f in folders)]:
+            if os.stat(name).st_mode & 0o005 != 0o005:
+                return False
+        for name in files:
+            if not os.stat(os.path.join(root, name)).st_mode & 0o004:
+                return False
+    return True
 
 
 def _session_rss(session: int) -> int:
