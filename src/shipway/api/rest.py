@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 from starlette.types import Scope
@@ -77,13 +77,19 @@ if TYPE_CHECKING:
 __all__ = ["create_rest_app"]
 
 
+def _iso(value: object) -> object:
+    """Query times are ISO 8601 text only: pydantic would also read ``0.5`` as epoch seconds,
+    which the description (``format: date-time``) does not allow."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 def _utc(value: datetime) -> datetime:
     """A time without an offset is UTC (as CloudWatch and SageMaker read them), not local time:
     local time may not exist, and years 1 and 9999 overflow once converted."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-Time = Annotated[datetime, AfterValidator(_utc)]
+Time = Annotated[datetime, BeforeValidator(_iso), AfterValidator(_utc)]
 """A date-time query parameter; RFC 3339, or ISO 8601 without an offset for UTC."""
 
 

@@ -159,6 +159,13 @@ def test_times_without_offset_are_utc(platform: Platform, url: str) -> None:
     assert request(platform, "GET", url).status_code == 200
 
 
+def test_times_are_iso_8601_text(platform: Platform) -> None:
+    """Not epoch seconds, which pydantic would otherwise read."""
+    response = request(platform, "GET", "/api/models?creation_time_before=0.5")
+    assert response.status_code == 400
+    assert response.json()["code"] == "ValidationException"
+
+
 def test_the_description_is_served(platform: Platform) -> None:
     response = request(platform, "GET", "/openapi.json")
     assert response.status_code == 200
