@@ -16,6 +16,11 @@ Latency percentiles come from h2load's per-request log, not its summary.
 
     .venv/bin/python bench/realtime/run.py            # full run, about 3.5 minutes
     .venv/bin/python bench/realtime/run.py --quick    # one short round, about 35 s
+    .venv/bin/python bench/realtime/run.py --baseline 21bb1bc   # also Shipway at that commit
+
+With ``--baseline REV`` a fourth target, ``baseline``, is ``shipway server`` from a git worktree of
+that commit (imported through ``PYTHONPATH``), measured in the same rounds: the table of
+``router ÷ baseline`` says what the commits since cost or saved on the hot path.
 
 Prints a markdown table and writes every measurement to ``bench/results/realtime-<time>.json``.
 """
@@ -239,11 +244,18 @@ def start_model_server(procs: Processes, cpu: str, model_dir: Path) -> Target:
     return Target("server", "model server", url + "/invocations", (process.pid,))
 
 
-def start_shipway(procs: Processes, cpu: str, model_dir: Path, home: Path) -> Target:
+def start_shipway(
+    procs: Processes, cpu: str, model_dir: Path, home: Path, source: Path | None = None
+) -> Target:
+    """``shipway server`` with the endpoint; from the code in ``source`` (a checkout's ``src``)
+    when given, else the installed one."""
     port = free_port()
     command = ["taskset", "-c", cpu, sys.executable, "-m", "shipway", "server",
                "--port", str(port), "--home", str(home)]  # fmt: skip
-    process = procs.start("shipway", command, dict(os.environ))
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    process = procs.start("shipway" if source is None else "baseline", command, env)
     url = f"http://127.0.0.1:{port}"
     _wait_until_ok(url + "/healthz", process, 60, "shipway server")
     steps = [
@@ -269,7 +281,9 @@ def start_shipway(procs: Processes, cpu: str, model_dir: Path, home: Path) -> Ta
         time.sleep(0.2)
     instances = tuple(pid for pid, _ in descendants(process.pid))
     return Target(
-        "router", "through router", f"{url}/endpoints/{ENDPOINT}/invocations",
+        "router" if source is None else "baseline",
+        "through router" if source is None else "baseline router",
+        f"{url}/endpoints/{ENDPOINT}/invocations",
         (process.pid, *instances),
     )  # fmt: skip
 
@@ -473,11 +487,27 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def baseline_table(summary: dict[str, Any], revision: str) -> str:
+    lines = [
+        f"| workload | figure | through router | baseline router ({revision}) "
+        "| router ÷ baseline |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for goal in GOALS:
+        values = summary[f"{goal.workload} {goal.label}"]
+        router, baseline = values["router"], values["baseline"]
+        lines.append(
+            f"| {goal.workload} | {goal.label} | {_figure(router, goal.metric)} "
+            f"| {_figure(baseline, goal.metric)} | {_ratio(router, baseline)} |"
+        )
+    return "\n".join(lines)
+
+
 def cpu_table(measurements: Sequence[Measurement]) -> str:
     """Median server-side CPU µs per request, by process, per workload and target."""
     lines = ["| workload | target | CPU µs / request |", "|---|---|---|"]
     for workload in WORKLOADS:
-        for key in ("router", "server", "bare"):
+        for key in ("router", "baseline", "server", "bare"):
             picked = [m for m in measurements if m.target == key and m.workload == workload.name]
             if not picked:
                 continue
@@ -542,6 +572,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-cpu", default="0", help="CPU list for the servers (taskset)")
     parser.add_argument("--client-cpu", default="1", help="CPU list for h2load (taskset)")
     parser.add_argument("--out", type=Path, help="JSON results file (default bench/results/)")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure shipway server at this git commit"
+    )
     return parser.parse_args(argv)
 
 
@@ -552,22 +585,35 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 @contextlib.contextmanager
 def _workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="shipway-bench-"))
+    path.chmod(0o755)  # the model folder inside: readable by an instance's user of its own
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def start_targets(procs: Processes, cpu: str, workdir: Path) -> list[Target]:
+def start_targets(
+    procs: Processes, cpu: str, workdir: Path, baseline: str | None = None
+) -> list[Target]:
     model_dir = workdir / "model"
     try:
-        return [
+        targets = [
             start_shipway(procs, cpu, model_dir, workdir / "home"),
             start_model_server(procs, cpu, model_dir),
             start_bare(procs, cpu, model_dir),
         ]
+        if baseline is not None:
+            checkout = workdir / "baseline"
+            subprocess.run(
+                ["git", "-C", str(HERE), "worktree", "add", "--detach", str(checkout), baseline],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            targets.append(
+                start_shipway(procs, cpu, model_dir, workdir / "baseline-home", checkout / "src")
+            )
+        return targets
     except RuntimeError:
-        for name in ("shipway", "server", "bare"):
+        for name in ("shipway", "baseline", "server", "bare"):
             print(f"--- {name}.log\n{procs.log_tail(name, lines=20)}", file=sys.stderr)
         raise
 
@@ -612,12 +658,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         bodies = prepare_model(workdir)
         procs = Processes(workdir)
         try:
-            targets = start_targets(procs, args.server_cpu, workdir)
+            targets = start_targets(procs, args.server_cpu, workdir, args.baseline)
             check_answers(targets, bodies)
             environment = _environment(targets)
             measurements = run_rounds(targets, bodies, plan, args, workdir)
         finally:
             procs.stop_all()
+            if args.baseline is not None:
+                subprocess.run(
+                    ["git", "-C", str(HERE), "worktree", "remove", "--force",
+                     str(workdir / "baseline")],
+                    capture_output=True,
+                )  # fmt: skip
     summary = summarize(measurements, [t.key for t in targets])
     foreign = [m.foreign_load for m in measurements]
     out = args.out or RESULTS / f"realtime-{started_at:%Y%m%d-%H%M%S}.json"
@@ -633,6 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     out.write_text(json.dumps(document, indent=2))
     print(f"\n{table(summary)}\n")
+    if args.baseline is not None:
+        print(f"{baseline_table(summary, args.baseline)}\n")
     print(
         f"Other processes used {statistics.median(foreign):.0%} (median; at most "
         f"{max(foreign):.0%}) of the server core during the measurements.\n"
