@@ -3,6 +3,7 @@ a real client, and boto3 clients for the sagemaker and cloudwatch services."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import textwrap
 import threading
@@ -27,6 +28,7 @@ __all__ = [
     "create_config",
     "create_model",
     "put_alarm",
+    "unpacked",
     "versioned_model",
     "wait_until",
 ]
@@ -48,8 +50,8 @@ VERSIONED_INFERENCE_PY = textwrap.dedent(
 
 
     def model_fn(model_dir):
-        gate = os.environ.get("MODEL_LOAD_GATE")
-        if gate and os.path.exists(gate):
+        gate = os.environ.get("MODEL_LOAD_GATE")  # a file name in the model's folder
+        if gate and os.path.exists(os.path.join(model_dir, gate)):
             raise RuntimeError(f"model version {VERSION} cannot load: {gate} exists")
         return joblib.load(os.path.join(model_dir, "model.joblib"))
 
@@ -84,7 +86,8 @@ def versioned_model(folder: Path) -> VersionedModel:
     """One sklearn classifier (breast cancer) served by an ``inference.py`` that reports the
     ``MODEL_VERSION`` of its container, fails when ``MODEL_FAIL`` is set, sleeps
     ``MODEL_SLOW_MS`` per request, and cannot load once the file ``MODEL_LOAD_GATE`` names
-    exists: versions differ only in their environment."""
+    exists in its model folder (the sandbox lets it see nothing else; see :func:`unpacked`):
+    versions differ only in their environment."""
     trained = train_sklearn(folder / "model")
     (trained.folder / "code").mkdir(exist_ok=True)
     (trained.folder / "code" / "inference.py").write_text(VERSIONED_INFERENCE_PY)
@@ -100,6 +103,12 @@ def aws(url: str, service: str) -> Any:
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="not-checked-when-auth-is-off",
     )
+
+
+def unpacked(home: Path, model: VersionedModel) -> Path:
+    """Where a server with data dir ``home`` unpacked the model's archive (its cache is keyed
+    by the archive's sha256): the model folder its instances see."""
+    return home / "artifacts" / hashlib.sha256(model.archive.read_bytes()).hexdigest()
 
 
 def create_model(sagemaker: Any, model: VersionedModel, name: str, **environment: str) -> None:

@@ -31,6 +31,7 @@ from tests.integration.rollouts import (
     create_config,
     create_model,
     put_alarm,
+    unpacked,
     versioned_model,
     wait_until,
 )
@@ -585,8 +586,7 @@ def test_a_rollback_drill_with_set_alarm_state_and_a_rollback_that_fails(
 ) -> None:
     """SetAlarmState ALARM during a rolling bake starts the rollback; when the old model can no
     longer load, the endpoint is UpdateRollbackFailed and keeps serving from what is up."""
-    gate = tmp_path / "gate"
-    create_model(sagemaker, model, "m1", MODEL_VERSION="1", MODEL_LOAD_GATE=str(gate))
+    create_model(sagemaker, model, "m1", MODEL_VERSION="1", MODEL_LOAD_GATE="gate")
     create_model(sagemaker, model, "m2", MODEL_VERSION="2")
     create_config(sagemaker, "v1", "m1")
     create_config(sagemaker, "v2", "m2")
@@ -595,6 +595,7 @@ def test_a_rollback_drill_with_set_alarm_state_and_a_rollback_that_fails(
     cloudwatch = aws(platform.url, "cloudwatch")
     with Load(platform.url, "e", body(model)) as load:
         roll_to_the_last_batch(platform, sagemaker, cloudwatch)
+        gate = unpacked(platform.home, model) / "gate"
         gate.touch()  # the old model can no longer load
         cloudwatch.set_alarm_state(AlarmName="drill", StateValue="ALARM", StateReason="drill")
 

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 from starlette.types import Scope
@@ -78,9 +78,17 @@ __all__ = ["create_rest_app"]
 
 
 def _iso(value: object) -> object:
-    """Query times are ISO 8601 text only: pydantic would also read ``0.5`` as epoch seconds,
-    which the description (``format: date-time``) does not allow."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
+    """Query times are ISO 8601 (RFC 3339) or epoch seconds (what ``date +%s`` prints)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        seconds = float(value)
+    except ValueError:
+        return datetime.fromisoformat(value)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValueError(f"{value} is not a time in epoch seconds") from exc
 
 
 def _utc(value: datetime) -> datetime:
@@ -89,8 +97,13 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-Time = Annotated[datetime, BeforeValidator(_iso), AfterValidator(_utc)]
-"""A date-time query parameter; RFC 3339, or ISO 8601 without an offset for UTC."""
+Time = Annotated[
+    datetime,
+    BeforeValidator(_iso),
+    AfterValidator(_utc),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}),
+]
+"""A date-time query parameter: RFC 3339 (ISO 8601 without an offset: UTC), or epoch seconds."""
 
 
 def _list_query(

@@ -159,11 +159,14 @@ def test_times_without_offset_are_utc(platform: Platform, url: str) -> None:
     assert request(platform, "GET", url).status_code == 200
 
 
-def test_times_are_iso_8601_text(platform: Platform) -> None:
-    """Not epoch seconds, which pydantic would otherwise read."""
-    response = request(platform, "GET", "/api/models?creation_time_before=0.5")
-    assert response.status_code == 400
-    assert response.json()["code"] == "ValidationException"
+def test_times_are_iso_8601_or_epoch_seconds(platform: Platform) -> None:
+    assert (
+        request(platform, "GET", "/api/models?creation_time_before=1796291517.5").status_code == 200
+    )
+    for bad in ("1e300", "nan", "inf", "yesterday"):
+        response = request(platform, "GET", f"/api/models?creation_time_before={bad}")
+        assert response.status_code == 400, bad
+        assert response.json()["code"] == "ValidationException"
 
 
 def test_the_description_is_served(platform: Platform) -> None:
