@@ -487,18 +487,37 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def baseline_table(summary: dict[str, Any], revision: str) -> str:
+def paired_ratios(measurements: Sequence[Measurement]) -> dict[str, float]:
+    """Per figure, the median over rounds of router ÷ baseline measured in the same round: the
+    machine's drift from round to round cancels out of each pair."""
+    ratios: dict[str, float] = {}
+    for goal in GOALS:
+        pairs = []
+        for round_ in sorted({m.round for m in measurements}):
+            found = {
+                m.target: getattr(m, goal.metric)
+                for m in measurements
+                if m.round == round_ and m.workload == goal.workload
+            }
+            if found.get("baseline") and "router" in found:
+                pairs.append(found["router"] / found["baseline"])
+        if pairs:
+            ratios[f"{goal.workload} {goal.label}"] = statistics.median(pairs)
+    return ratios
+
+
+def baseline_table(summary: dict[str, Any], ratios: dict[str, float], revision: str) -> str:
     lines = [
         f"| workload | figure | through router | baseline router ({revision}) "
-        "| router ÷ baseline |",
+        "| router ÷ baseline (median of the rounds' ratios) |",
         "|---|---|--:|--:|--:|",
     ]
     for goal in GOALS:
-        values = summary[f"{goal.workload} {goal.label}"]
-        router, baseline = values["router"], values["baseline"]
+        key = f"{goal.workload} {goal.label}"
+        router, baseline = summary[key]["router"], summary[key]["baseline"]
         lines.append(
             f"| {goal.workload} | {goal.label} | {_figure(router, goal.metric)} "
-            f"| {_figure(baseline, goal.metric)} | {_ratio(router, baseline)} |"
+            f"| {_figure(baseline, goal.metric)} | {ratios[key]:.3f}x |"
         )
     return "\n".join(lines)
 
@@ -608,8 +627,9 @@ def start_targets(
                 ["git", "-C", str(HERE), "worktree", "add", "--detach", str(checkout), baseline],
                 check=True, capture_output=True,
             )  # fmt: skip
-            targets.append(
-                start_shipway(procs, cpu, model_dir, workdir / "baseline-home", checkout / "src")
+            # measured right after the router in each round: the pair sees the same machine
+            targets.insert(
+                1, start_shipway(procs, cpu, model_dir, workdir / "baseline-home", checkout / "src")
             )
         return targets
     except RuntimeError:
@@ -681,12 +701,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plan": asdict(plan),
         "environment": environment,
         "summary": summary,
+        "router_over_baseline": paired_ratios(measurements) if args.baseline else None,
         "measurements": [asdict(m) for m in measurements],
     }
     out.write_text(json.dumps(document, indent=2))
     print(f"\n{table(summary)}\n")
     if args.baseline is not None:
-        print(f"{baseline_table(summary, args.baseline)}\n")
+        print(f"{baseline_table(summary, paired_ratios(measurements), args.baseline)}\n")
     print(
         f"Other processes used {statistics.median(foreign):.0%} (median; at most "
         f"{max(foreign):.0%}) of the server core during the measurements.\n"

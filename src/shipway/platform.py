@@ -110,6 +110,7 @@ class Platform:
             settings.run_dir,
             network=settings.instance_network,
             uid_base=settings.instance_uid_base,
+            cgroups=settings.instance_cgroups,
             protected=[p for p in (settings.home, settings.access_keys_file) if p is not None],
         )
         self.controller = Controller(

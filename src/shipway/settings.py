@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     Shipway's own ports), no metadata endpoint and nothing outside. A model created with
     ``EnableNetworkIsolation`` never has network."""
 
+    instance_cgroups: bool = True
+    """Limit each instance's memory, CPU and processes with control groups where the machine
+    lets the server make them; off (or where it cannot), the server pins instances to cores
+    and watches their memory itself."""
     instance_uid_base: int | None = Field(default=1_900_000_000, ge=1)
     """When the server runs as root, each instance runs as a user of its own, from this id up
     (no /etc/passwd entry is needed). Unset (null) runs instances as user 0, every capability

@@ -128,6 +128,8 @@ class Cgroups:
         folders: list[Path] = []
         memory = None
         for controller, parent in self._parents.items():
+            if controller == "cpu" and not cpus:
+                continue  # no quota to keep: stay out of the CPU hierarchy altogether
             folder = parent / instance_id
             folder.mkdir(exist_ok=True)
             folders.append(folder)

@@ -130,7 +130,8 @@ class LocalBackend:
             cgroup = self._cgroups.create(
                 spec.instance_id,
                 memory_bytes=memory,
-                cpus=float(instance_type.vcpus) or None,
+                # a quota of every core this server may use limits nothing: none then
+                cpus=float(threads) if threads < len(self._cores) else None,
                 pids=MAX_PROCESSES,
             )
         else:
