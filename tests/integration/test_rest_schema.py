@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,19 +107,8 @@ def _deploy(server: ShipwayServer, folder: Path) -> None:
             },
         )
         assert alarm.status_code == 200, alarm.text
-    described = _wait(server)
+    described = server.wait_for_endpoint(REAL, headers=AUTH)
     assert described["EndpointStatus"] == "InService", described
-
-
-def _wait(server: ShipwayServer) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    with server.client(headers=AUTH) as client:
-        while time.monotonic() < deadline:
-            described: dict[str, Any] = client.get(f"/api/endpoints/{REAL}").json()
-            if described.get("EndpointStatus") not in ("Creating", "Updating"):
-                return described
-            time.sleep(0.1)
-    raise AssertionError(f"endpoint {REAL} still creating:\n{server.log()}")
 
 
 def _schema(server: ShipwayServer) -> BaseSchema:
