@@ -32,8 +32,7 @@ TRAINERS: dict[str, Callable[[Path], models.Trained]] = {
     "xgboost": models.train_xgboost,
     "lightgbm": models.train_lightgbm,
     "onnx": models.train_onnx,
-    "torch": models.train_torch,
-}
+}  # torch, an extra of its own, has its own test below
 
 
 def test_every_runtime_predicts_what_the_model_predicts_in_process(
@@ -52,6 +51,18 @@ def test_every_runtime_predicts_what_the_model_predicts_in_process(
             np.testing.assert_allclose(
                 np.asarray(response.json()), model.expected, rtol=1e-5, atol=1e-6, err_msg=name
             )
+
+
+def test_the_torch_runtime_predicts_what_the_model_predicts_in_process(
+    server: ShipwayServer, tmp_path: Path
+) -> None:
+    model = models.train_torch(tmp_path / "torch")
+    described = deploy(server, "rt-torch", str(model.folder), model.image)
+    assert described["EndpointStatus"] == "InService", described
+    with server.client() as client:
+        response = invoke_json(client, "rt-torch", model.rows)
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(np.asarray(response.json()), model.expected, rtol=1e-5, atol=1e-6)
 
 
 def test_every_runtime_deploys_through_the_cli(server: ShipwayServer, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from shipway.serving.runtimes.python import PythonRuntime, SageMakerContainer
 from shipway.serving.runtimes.sklearn import SklearnRuntime
 from shipway.serving.runtimes.torch import TorchRuntime
 from shipway.serving.runtimes.xgboost import XGBoostAlgorithmRuntime
+from tests.fixtures.optional import needs
 
 PYTHON = "shipway.serving.runtimes.python"
 SKLEARN_CONTAINER = f"{PYTHON}:ScikitLearnContainer"
@@ -570,8 +571,7 @@ def test_xgboost_image_with_a_program_is_the_framework_container(
 def test_pytorch_image_without_a_script_serves_torchscript(
     load_image: LoadImage, tmp_path: Path
 ) -> None:
-    import torch
-
+    torch = needs("torch", extra="torch")
     torch.manual_seed(0)
     module = torch.jit.script(torch.nn.Linear(4, 2).eval())
     module.save(str(tmp_path / "model.pth"))
@@ -585,6 +585,7 @@ def test_pytorch_image_without_a_script_serves_torchscript(
 
 
 def test_pytorch_image_runs_the_script(load_image: LoadImage, tmp_path: Path) -> None:
+    needs("torch", extra="torch")
     write_script(
         tmp_path,
         """

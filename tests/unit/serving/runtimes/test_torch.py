@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from shipway.serving.errors import BadInput, ModelLoadError
+from tests.fixtures.optional import needs
 
 from .conftest import Dataset, LoadRuntime
+
+torch = needs("torch", extra="torch")
 
 # torch 2.13 deprecates TorchScript (jit.script, trace, save, load) for torch.export; the runtime
 # serves TorchScript on purpose.
