@@ -106,8 +106,10 @@ def put(
         str,
         typer.Option(
             "--comparison",
-            help="GreaterThanOrEqualToThreshold, GreaterThanThreshold, LessThanThreshold, "
-            "LessThanOrEqualToThreshold (or >=, >, <, <=).",
+            metavar="OPERATOR",
+            help="GreaterThanOrEqualToThreshold (>=, the default), GreaterThanThreshold (>), "
+            "LessThanThreshold (<) or LessThanOrEqualToThreshold (<=).",
+            show_default=False,
         ),
     ] = "GreaterThanOrEqualToThreshold",
     endpoint: Annotated[
@@ -134,11 +136,20 @@ def put(
     treat_missing_data: Annotated[
         TreatMissingData | None,
         typer.Option(
-            help="What a period without data counts as (default missing).", show_default=False
+            metavar="HOW",
+            help="What a period without data counts as: breaching, notBreaching, ignore or "
+            "missing (the default).",
+            show_default=False,
         ),
     ] = None,
     unit: Annotated[
-        StandardUnit | None, typer.Option(help="Only datapoints of this unit.", show_default=False)
+        StandardUnit | None,
+        typer.Option(
+            metavar="UNIT",
+            help="Only datapoints of this unit, as CloudWatch names it: Count, Seconds, "
+            "Bytes/Second...",
+            show_default=False,
+        ),
     ] = None,
     description: Annotated[str | None, typer.Option(show_default=False)] = None,
 ) -> None:

@@ -5,7 +5,8 @@ Every failure is a :class:`ClientError`; lower-layer errors (httpx, pydantic) ar
 
     ClientError              base; ``exit_code`` is what a command line exits with (1)
     ├── ApiError             the server answered an error: ``code``, ``message``, ``status``
-    │                        (a ModelError also has ``original_status``, ``original_message``)
+    │                        (a ModelError also has ``original_status``, ``original_message``
+    │                        and ``log_stream``, where the model's log is)
     ├── ServerUnreachable    nothing answers at the URL
     ├── EndpointFailed       an endpoint being waited for ended Failed
     └── WaitTimeout          an endpoint did not settle in time
@@ -17,36 +18,39 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import quote
 
-import httpx
-import pydantic
+# Only what every call needs is imported here. httpx and the domain shapes (pydantic) come in
+# where they are used, so a command pays only for what it touches: ``shipway --help`` and
+# ``shipway invoke`` import no pydantic at all (the CLI starts in well under 0.3 s).
+if TYPE_CHECKING:
+    import httpx
 
-from shipway.domain.alarm import (
-    AlarmHistoryItem,
-    AlarmState,
-    HistoryItemType,
-    MetricAlarm,
-    PutMetricAlarmInput,
-)
-from shipway.domain.deployment import UpdateEndpointInput
-from shipway.domain.endpoint import (
-    CreateEndpointInput,
-    DescribeEndpointOutput,
-    EndpointStatus,
-    EndpointSummary,
-)
-from shipway.domain.endpoint_config import (
-    CreateEndpointConfigInput,
-    EndpointConfig,
-    EndpointConfigSummary,
-)
-from shipway.domain.instance_types import InstanceType
-from shipway.domain.listing import SortBy, SortOrder
-from shipway.domain.model import CreateModelInput, Model, ModelSummary
-from shipway.domain.shape import Shape, dump
-from shipway.monitor.shadow_report import ShadowReport
+    from shipway.domain.alarm import (
+        AlarmHistoryItem,
+        AlarmState,
+        HistoryItemType,
+        MetricAlarm,
+        PutMetricAlarmInput,
+    )
+    from shipway.domain.deployment import UpdateEndpointInput
+    from shipway.domain.endpoint import (
+        CreateEndpointInput,
+        DescribeEndpointOutput,
+        EndpointStatus,
+        EndpointSummary,
+    )
+    from shipway.domain.endpoint_config import (
+        CreateEndpointConfigInput,
+        EndpointConfig,
+        EndpointConfigSummary,
+    )
+    from shipway.domain.instance_types import InstanceType
+    from shipway.domain.listing import SortBy, SortOrder
+    from shipway.domain.model import CreateModelInput, Model, ModelSummary
+    from shipway.domain.shape import Shape
+    from shipway.monitor.shadow_report import ShadowReport
 
 __all__ = [
     "DEFAULT_URL",
@@ -61,21 +65,13 @@ __all__ = [
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
-TRANSITIONAL = frozenset(
-    {
-        EndpointStatus.CREATING,
-        EndpointStatus.UPDATING,
-        EndpointStatus.SYSTEM_UPDATING,
-        EndpointStatus.ROLLING_BACK,
-        EndpointStatus.DELETING,
-    }
-)
+TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 """Statuses an endpoint leaves on its own: :meth:`ShipwayClient.wait_for_endpoint` waits."""
 
 PAGE_SIZE = 100
 """The largest page the REST API serves."""
 
-S = TypeVar("S", bound=Shape)
+S = TypeVar("S", bound="Shape")
 
 
 class ClientError(Exception):
@@ -99,12 +95,15 @@ class ApiError(ClientError):
         *,
         original_status: int | None = None,
         original_message: str | None = None,
+        log_stream: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.original_status = original_status
         self.original_message = original_message
+        self.log_stream = log_stream
+        """A ModelError's ``LogStreamArn``: where the model's log is (a file on the server)."""
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -163,6 +162,8 @@ class ShipwayClient:
         transport: httpx.BaseTransport | None = None,
         token: str | None = None,
     ) -> None:
+        import httpx
+
         url = (url or DEFAULT_URL).rstrip("/")
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url if "://" in url else f"http://{url}"
@@ -192,20 +193,25 @@ class ShipwayClient:
 
     def create_model(self, request: CreateModelInput) -> str:
         """Create a model; returns its ARN."""
-        return str(self._document("POST", "/api/models", json=dump(request)).get("ModelArn"))
+        return str(self._document("POST", "/api/models", json=_wire(request)).get("ModelArn"))
 
     def describe_model(self, name: str) -> Model:
+        from shipway.domain.model import Model
+
         return _shape(Model, self._document("GET", f"/api/models/{_name(name)}"))
 
     def list_models(
         self,
         *,
         name_contains: str | None = None,
-        sort_by: SortBy = SortBy.CREATION_TIME,
-        sort_order: SortOrder = SortOrder.DESCENDING,
+        sort_by: SortBy | None = None,
+        sort_order: SortOrder | None = None,
         max_results: int | None = None,
     ) -> list[ModelSummary]:
-        """Models, following pages until ``max_results`` (or all of them when None)."""
+        """Models, following pages until ``max_results`` (or all of them when None); newest
+        first unless ``sort_by``/``sort_order`` say otherwise."""
+        from shipway.domain.model import ModelSummary
+
         params = _filters(name_contains, sort_by, sort_order)
         items = self._list("/api/models", "Models", params, max_results)
         return [_shape(ModelSummary, item) for item in items]
@@ -217,10 +223,12 @@ class ShipwayClient:
 
     def create_endpoint_config(self, request: CreateEndpointConfigInput) -> str:
         """Create an endpoint configuration; returns its ARN."""
-        answer = self._document("POST", "/api/endpoint-configs", json=dump(request))
+        answer = self._document("POST", "/api/endpoint-configs", json=_wire(request))
         return str(answer.get("EndpointConfigArn"))
 
     def describe_endpoint_config(self, name: str) -> EndpointConfig:
+        from shipway.domain.endpoint_config import EndpointConfig
+
         answer = self._document("GET", f"/api/endpoint-configs/{_name(name)}")
         return _shape(EndpointConfig, answer)
 
@@ -228,10 +236,12 @@ class ShipwayClient:
         self,
         *,
         name_contains: str | None = None,
-        sort_by: SortBy = SortBy.CREATION_TIME,
-        sort_order: SortOrder = SortOrder.DESCENDING,
+        sort_by: SortBy | None = None,
+        sort_order: SortOrder | None = None,
         max_results: int | None = None,
     ) -> list[EndpointConfigSummary]:
+        from shipway.domain.endpoint_config import EndpointConfigSummary
+
         params = _filters(name_contains, sort_by, sort_order)
         items = self._list("/api/endpoint-configs", "EndpointConfigs", params, max_results)
         return [_shape(EndpointConfigSummary, item) for item in items]
@@ -243,10 +253,12 @@ class ShipwayClient:
 
     def create_endpoint(self, request: CreateEndpointInput) -> str:
         """Start creating an endpoint (status Creating); returns its ARN."""
-        answer = self._document("POST", "/api/endpoints", json=dump(request))
+        answer = self._document("POST", "/api/endpoints", json=_wire(request))
         return str(answer.get("EndpointArn"))
 
     def describe_endpoint(self, name: str) -> DescribeEndpointOutput:
+        from shipway.domain.endpoint import DescribeEndpointOutput
+
         answer = self._document("GET", f"/api/endpoints/{_name(name)}")
         return _shape(DescribeEndpointOutput, answer)
 
@@ -255,13 +267,15 @@ class ShipwayClient:
         *,
         name_contains: str | None = None,
         status: EndpointStatus | None = None,
-        sort_by: SortBy = SortBy.CREATION_TIME,
-        sort_order: SortOrder = SortOrder.DESCENDING,
+        sort_by: SortBy | None = None,
+        sort_order: SortOrder | None = None,
         max_results: int | None = None,
     ) -> list[EndpointSummary]:
+        from shipway.domain.endpoint import EndpointStatus, EndpointSummary
+
         params = _filters(name_contains, sort_by, sort_order)
         if status is not None:
-            params["status_equals"] = status.value
+            params["status_equals"] = EndpointStatus(status).value
         items = self._list("/api/endpoints", "Endpoints", params, max_results)
         return [_shape(EndpointSummary, item) for item in items]
 
@@ -271,7 +285,7 @@ class ShipwayClient:
 
     def update_endpoint(self, request: UpdateEndpointInput) -> str:
         """Start deploying a new configuration to an endpoint (status Updating)."""
-        body = {k: v for k, v in dump(request).items() if k != "EndpointName"}
+        body = {k: v for k, v in _wire(request).items() if k != "EndpointName"}
         answer = self._document("PUT", f"/api/endpoints/{_name(request.endpoint_name)}", json=body)
         return str(answer.get("EndpointArn"))
 
@@ -304,12 +318,12 @@ class ShipwayClient:
             endpoint = self.describe_endpoint(name)
             if on_poll is not None:
                 on_poll(endpoint)
-            if endpoint.endpoint_status not in TRANSITIONAL:
+            if endpoint.endpoint_status.value not in TRANSITIONAL:
                 break
             if time.monotonic() >= deadline:
                 raise WaitTimeout(name, endpoint.endpoint_status.value, timeout)
             time.sleep(poll)
-        if endpoint.endpoint_status is EndpointStatus.FAILED:
+        if endpoint.endpoint_status == "Failed":
             raise EndpointFailed(endpoint)
         return endpoint
 
@@ -339,6 +353,8 @@ class ShipwayClient:
     def shadow_report(self, name: str, *, tolerance: float = 0.0) -> ShadowReport:
         """How the endpoint's shadow variant compares with production; outputs within
         ``tolerance`` of each other agree. ApiError ResourceNotFound when it has no shadow."""
+        from shipway.monitor.shadow_report import ShadowReport
+
         answer = self._document(
             "GET",
             f"/api/endpoints/{_name(name)}/shadow-report",
@@ -350,9 +366,13 @@ class ShipwayClient:
 
     def put_alarm(self, request: PutMetricAlarmInput) -> MetricAlarm:
         """Create or replace an alarm (PutMetricAlarm); returns it as stored."""
-        return _shape(MetricAlarm, self._document("POST", "/api/alarms", json=dump(request)))
+        from shipway.domain.alarm import MetricAlarm
+
+        return _shape(MetricAlarm, self._document("POST", "/api/alarms", json=_wire(request)))
 
     def describe_alarm(self, name: str) -> MetricAlarm:
+        from shipway.domain.alarm import MetricAlarm
+
         return _shape(MetricAlarm, self._document("GET", f"/api/alarms/{_name(name)}"))
 
     def list_alarms(
@@ -363,6 +383,8 @@ class ShipwayClient:
         max_results: int | None = None,
     ) -> list[MetricAlarm]:
         """Alarms by name, following pages until ``max_results`` (or all of them)."""
+        from shipway.domain.alarm import AlarmState, MetricAlarm
+
         params = {}
         if prefix is not None:
             params["prefix"] = prefix
@@ -378,6 +400,8 @@ class ShipwayClient:
         self, name: str, state: AlarmState, reason: str, reason_data: str | None = None
     ) -> MetricAlarm:
         """Set an alarm's state by hand until its next evaluation (SetAlarmState)."""
+        from shipway.domain.alarm import AlarmState, MetricAlarm
+
         body = {"StateValue": AlarmState(state).value, "StateReason": reason}
         if reason_data is not None:
             body["StateReasonData"] = reason_data
@@ -392,6 +416,8 @@ class ShipwayClient:
         max_results: int | None = None,
     ) -> list[AlarmHistoryItem]:
         """The alarm's history, newest first."""
+        from shipway.domain.alarm import AlarmHistoryItem, HistoryItemType
+
         params = {} if item_type is None else {"item_type": HistoryItemType(item_type).value}
         path = f"/api/alarms/{_name(name)}/history"
         items = self._list(path, "AlarmHistoryItems", params, max_results)
@@ -428,6 +454,8 @@ class ShipwayClient:
 
     def instance_types(self) -> list[InstanceType]:
         """The instance type catalog, by name."""
+        from shipway.domain.instance_types import InstanceType
+
         rows = self._document("GET", "/api/instance-types").get("InstanceTypes", [])
         try:
             return [InstanceType.from_wire(row) for row in rows]
@@ -480,6 +508,8 @@ class ShipwayClient:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
+        import httpx
+
         try:
             if self._http is None:
                 self._http = httpx.Client(
@@ -506,14 +536,30 @@ def _name(name: str) -> str:
     return quote(name, safe="")
 
 
-def _filters(name_contains: str | None, sort_by: SortBy, sort_order: SortOrder) -> dict[str, str]:
-    params = {"sort_by": SortBy(sort_by).value, "sort_order": SortOrder(sort_order).value}
+def _filters(
+    name_contains: str | None, sort_by: SortBy | None, sort_order: SortOrder | None
+) -> dict[str, str]:
+    """A listing's query: newest first unless told otherwise."""
+    from shipway.domain.listing import SortBy, SortOrder
+
+    params = {
+        "sort_by": SortBy(sort_by or SortBy.CREATION_TIME).value,
+        "sort_order": SortOrder(sort_order or SortOrder.DESCENDING).value,
+    }
     if name_contains is not None:
         params["name_contains"] = name_contains
     return params
 
 
+def _wire(request: Shape) -> dict[str, Any]:
+    from shipway.domain.shape import dump
+
+    return dump(request)
+
+
 def _shape(shape: type[S], data: Any) -> S:
+    import pydantic
+
     try:
         return shape.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -544,4 +590,5 @@ def _api_error(response: httpx.Response) -> ApiError:
         original_message=(
             str(document["OriginalMessage"]) if "OriginalMessage" in document else None
         ),
+        log_stream=str(document["LogStreamArn"]) if "LogStreamArn" in document else None,
     )

@@ -47,10 +47,15 @@ __all__ = [
     "watch",
 ]
 
-app = typer.Typer(help="Create, describe, list and delete endpoints.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create, update, watch, describe, list and delete endpoints; compare a shadow variant.",
+    no_args_is_help=True,
+)
 
-Name = Annotated[str, typer.Argument(help="The endpoint's name.", show_default=False)]
-Timeout = Annotated[float, typer.Option(min=0, help="Seconds to wait at most.")]
+Name = Annotated[
+    str, typer.Argument(metavar="NAME", help="The endpoint's name.", show_default=False)
+]
+Timeout = Annotated[float, typer.Option(min=0, metavar="SECONDS", help="Wait this long at most.")]
 
 _COLORS = {
     EndpointStatus.IN_SERVICE: "green",
@@ -77,7 +82,10 @@ def create(
     ctx: typer.Context,
     name: Name,
     config: Annotated[
-        str, typer.Option(help="The endpoint configuration to serve.", show_default=False)
+        str,
+        typer.Option(
+            metavar="NAME", help="The endpoint configuration to serve.", show_default=False
+        ),
     ],
     wait: Annotated[
         bool, typer.Option(help="Wait until the endpoint is InService (or Failed).")
@@ -105,10 +113,11 @@ def create(
 Size = Annotated[
     str | None,
     typer.Option(
-        help="A share of capacity (10%) or a number of instances (2).", show_default=False
+        metavar="SIZE",
+        help="A share of capacity (10%) or a number of instances (2).",
+        show_default=False,
     ),
 ]
-Duration = Annotated[str | None, typer.Option(help="Seconds, or 90s, 5m, 1h.", show_default=False)]
 
 
 @app.command()
@@ -116,7 +125,8 @@ def update(
     ctx: typer.Context,
     name: Name,
     config: Annotated[
-        str, typer.Option(help="The new endpoint configuration.", show_default=False)
+        str,
+        typer.Option(metavar="NAME", help="The new endpoint configuration.", show_default=False),
     ],
     canary: Size = None,
     linear: Size = None,
@@ -124,43 +134,73 @@ def update(
     bake: Annotated[
         str | None,
         typer.Option(
-            help="How long each step bakes, watching the alarms (90s, 5m...).",
+            metavar="TIME",
+            help="How long each step bakes, watching the alarms: 90 (seconds), 90s, 5m, 1h.",
             show_default=False,
         ),
     ] = None,
-    termination_wait: Duration = None,
+    termination_wait: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="How long the old fleet stays up for a fast rollback once all traffic moved.",
+            show_default=False,
+        ),
+    ] = None,
     max_duration: Annotated[
         str | None,
         typer.Option(
-            help="MaximumExecutionTimeoutInSeconds: roll back if not done by then (10m..8h).",
+            metavar="TIME",
+            help="Roll back if not done by then (10m to 8h).",
             show_default=False,
         ),
     ] = None,
-    rollback_batch: Size = None,
+    rollback_batch: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SIZE",
+            help="With --rolling: how many instances a rollback replaces at a time.",
+            show_default=False,
+        ),
+    ] = None,
     alarm: Annotated[
         list[str] | None,
         typer.Option(
-            help="Roll back when this alarm goes into ALARM (repeatable).", show_default=False
+            metavar="NAME",
+            help="Roll back when this alarm goes into ALARM (repeatable).",
+            show_default=False,
         ),
     ] = None,
     retain_variant_properties: Annotated[
-        bool, typer.Option(help="Keep the live instance counts and weights.")
+        bool,
+        typer.Option(
+            "--retain-variant-properties", help="Keep the live instance counts and weights."
+        ),
     ] = False,
     exclude_retained: Annotated[
         list[VariantProperty] | None,
         typer.Option(
-            help="Take this property from the new configuration anyway (repeatable).",
+            metavar="PROPERTY",
+            help="Take this one from the new configuration anyway: DesiredInstanceCount, "
+            "DesiredWeight or DataCaptureConfig (repeatable).",
             show_default=False,
         ),
     ] = None,
     retain_deployment_config: Annotated[
-        bool, typer.Option(help="Deploy with the endpoint's last DeploymentConfig.")
+        bool,
+        typer.Option(
+            "--retain-deployment-config", help="Deploy with the endpoint's last DeploymentConfig."
+        ),
     ] = False,
-    wait: Annotated[bool, typer.Option(help="Show the deployment live until it ends.")] = True,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Return once it started; do not show it live to its end."),
+    ] = False,
 ) -> None:
-    """Deploy a new configuration to an endpoint: blue/green all at once (the default),
-    --canary, --linear or --rolling, each step baked for --bake while the --alarm alarms are
-    watched. Exit 1 if the deployment rolls back.
+    """Deploy a new configuration to an endpoint; exit 1 if the deployment rolls back.
+
+    Blue/green all at once (the default), --canary, --linear or --rolling, each step baked for
+    --bake while the --alarm alarms are watched. TIME is seconds, or 90s, 5m, 1h.
 
     Example: shipway endpoints update e --config v2 --canary 10% --bake 5m --alarm e-5xx
     """
@@ -212,7 +252,7 @@ def update(
     if retain_deployment_config:
         fields["RetainDeploymentConfig"] = True
     client.update_endpoint(parse(UpdateEndpointInput, fields))
-    if not wait:
+    if no_wait:
         console.print(f"Updating endpoint [bold]{escape(name)}[/] to {escape(config)}")
         return
     message, succeeded = outcome(follow(client, name, progress))
@@ -223,8 +263,9 @@ def update(
 
 @app.command()
 def watch(ctx: typer.Context, name: Name) -> None:
-    """Follow the deployment in progress on an endpoint live until it ends; exit 1 if it rolls
-    back (or there is none)."""
+    """Follow an endpoint's deployment live until it ends; exit 1 if it rolls back.
+
+    Exit 1 too when the endpoint has no deployment in progress."""
     client = ctx.ensure_object(ShipwayClient)
     if client.deployment(name) is None:
         endpoint = client.describe_endpoint(name)

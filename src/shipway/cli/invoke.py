@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from shipway.cli.client import ShipwayClient
-from shipway.cli.render import progress
+from shipway.cli.streams import progress
 
 __all__ = ["invoke"]
 

@@ -1,5 +1,5 @@
-"""How the ``shipway`` commands print: the consoles, the options every listing shares, times,
-and resources or lists as JSON (``--json``) or as tables.
+"""How the ``shipway`` commands print: the consoles (from :mod:`shipway.cli.streams`), the
+options every listing shares, times, and resources or lists as JSON (``--json``) or as tables.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from shipway.cli.streams import console, progress
 from shipway.domain.listing import SortBy, SortOrder
 from shipway.domain.shape import Shape, dump
 
@@ -31,11 +31,6 @@ __all__ = [
 ]
 
 S = TypeVar("S", bound=Shape)
-
-console = Console(highlight=False, soft_wrap=True)
-"""Results, on stdout."""
-progress = Console(stderr=True, highlight=False, soft_wrap=True)
-"""Spinners and notes about the work, on stderr, so stdout stays the result."""
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print the raw JSON.")]
 NameContains = Annotated[

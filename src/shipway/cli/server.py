@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from shipway.api.auth import AccessKeysFileError
-from shipway.platform import Platform, serve
-from shipway.settings import Settings
+from shipway.cli.streams import console
+
+if TYPE_CHECKING:
+    from shipway.platform import Platform
 
 __all__ = ["server"]
-
-console = Console(highlight=False)
 
 
 def server(
@@ -30,6 +28,12 @@ def server(
     ] = False,
 ) -> None:
     """Run Shipway: REST API, SageMaker API, router, controller and instances."""
+    # the server stack (fastapi, sqlalchemy, numpy...) is imported here, never by the client
+    # commands: importing it takes longer than a client command may take in all
+    from shipway.domain.errors import ShipwayError
+    from shipway.platform import serve
+    from shipway.settings import Settings
+
     overrides: dict[str, object] = {}
     if host is not None:
         overrides["host"] = host
@@ -63,7 +67,8 @@ def server(
 
     try:
         serve(settings, on_ready=ready)
-    except AccessKeysFileError as exc:
-        console.print(f"[red]Error:[/] {exc.message}")
+    except ShipwayError as exc:  # refused to start (nothing was started or changed): one line
+        typer.secho("Error: ", fg="red", err=True, nl=False)
+        typer.echo(exc.message, err=True)
         raise typer.Exit(1) from None
     console.print("Shipway stopped.")

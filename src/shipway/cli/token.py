@@ -6,8 +6,6 @@ from typing import Annotated
 
 import typer
 
-from shipway.api.auth import bearer_token
-
 __all__ = ["token"]
 
 
@@ -21,4 +19,6 @@ def token(
 
     A server started with SHIPWAY_ACCESS_KEYS_FILE takes it on the REST API and invocations;
     boto3 and the AWS CLI sign with the key itself."""
+    from shipway.api.auth import bearer_token  # the server's own (it imports botocore)
+
     typer.echo(bearer_token(access_key_id, secret_access_key))
