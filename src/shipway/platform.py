@@ -104,6 +104,7 @@ class Platform:
                 instance_id, reason
             ),
             max_timeouts=settings.instance_max_timeouts,
+            instance_log=lambda instance_id: self.backend.log_path(instance_id),
         )
         self.backend = backend or LocalBackend(
             settings.log_dir,

@@ -81,7 +81,7 @@ def test_deploy_invoke_inspect_and_delete_a_model(
     # invoke: JSON in, JSON out; CSV on stdin, CSV out; a file, with the variant on stderr
     answer = shipway(url, "invoke", "iris", "--body", json.dumps(rows.tolist()))
     assert json.loads(answer.stdout) == expected
-    assert answer.stderr == ""
+    assert answer.stderr.endswith(" as application/json (the body is valid JSON)\n")
     csv = "".join(",".join(str(v) for v in row) + "\n" for row in rows)
     answer = shipway(
         url, "invoke", "iris", "--content-type", "text/csv", "--accept", "text/csv", input=csv

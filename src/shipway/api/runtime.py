@@ -74,9 +74,10 @@ def runtime_error(exc: Exception, account_id: str) -> tuple[int, str, dict[str, 
                 "Message": exc.message,
                 "OriginalStatusCode": exc.original_status,
                 "OriginalMessage": exc.original_message,
-                "LogStreamArn": (
-                    f"arn:aws:logs:us-east-1:{account_id}:log-group:/aws/sagemaker/Endpoints"
-                ),
+                # AWS names the CloudWatch log stream; Shipway the file the instance that
+                # answered writes its log to (botocore reads the member as a plain string)
+                "LogStreamArn": exc.log
+                or f"arn:aws:logs:us-east-1:{account_id}:log-group:/aws/sagemaker/Endpoints",
             },
         )
     if isinstance(exc, PayloadTooLarge):

@@ -82,6 +82,8 @@ class ClientError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.hint: str | None = None
+        """What the user might do about it, when the command that failed can tell."""
 
 
 class ApiError(ClientError):

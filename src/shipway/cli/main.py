@@ -63,15 +63,21 @@ and the line the root's help shows for it (a test checks it is the command's own
 
 
 def error_message(exc: ClientError | ShipwayError) -> str:
-    """What to print for an error: its code, and for a model error what the model said and
-    where its log is."""
+    """What to print for an error: its code, for a model error what the model said and where
+    its log is, and the hint the command gave, if any."""
+    message = _message(exc)
+    hint = getattr(exc, "hint", None)
+    return f"{message}\n{hint}" if hint else message
+
+
+def _message(exc: ClientError | ShipwayError) -> str:
     if isinstance(exc, ApiError):
         if exc.original_status is not None:
             message = (
                 f"{exc.code}: the model answered {exc.original_status}: "
                 f"{exc.original_message or exc.message}"
             )
-            if exc.log_stream is not None:
+            if exc.log_stream and not exc.log_stream.startswith("arn:"):
                 message += f"\nThe model's log: {exc.log_stream}"
             return message
         return f"{exc.code}: {exc.message}"

@@ -53,6 +53,10 @@ class ComputeBackend(Protocol):
         """Why the instance is gone if it has exited or was never known, else None."""
         ...
 
+    def log_path(self, instance_id: str) -> Path | None:
+        """Where the instance's output (its model's log and tracebacks) goes, if in a file."""
+        ...
+
     async def close(self, grace_seconds: float) -> None:
         """Stop every instance this backend started."""
         ...

@@ -154,7 +154,7 @@ class LocalBackend:
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         unix.bind(str(socket_path))
         unix.listen(1024)
-        log_path = self._log_dir / f"{spec.instance_id}.log"
+        log_path = self.log_path(spec.instance_id)
         failure_path = scratch / "failure"
         env = self._environment(spec, scratch, threads)
         command = [
@@ -234,6 +234,11 @@ class LocalBackend:
             return ()
         used = Counter(core for p in self._processes.values() for core in p.cpus)
         return tuple(sorted(sorted(self._cores, key=lambda core: (used[core], core))[:count]))
+
+    def log_path(self, instance_id: str) -> Path:
+        """``<log_dir>/<instance_id>.log``: the instance's stdout and stderr, kept after it
+        stops (the ModelError an instance answers points here)."""
+        return self._log_dir / f"{instance_id}.log"
 
     def exit_reason(self, instance_id: str) -> str | None:
         process = self._processes.get(instance_id)

@@ -122,21 +122,29 @@ class InvalidState(ShipwayError):
 
 
 class ModelError(ShipwayError):
-    """The model answered with an error status; ``original_*`` is what it said."""
+    """The model answered with an error status; ``original_*`` is what it said, ``log`` where
+    the instance that answered writes its log (as AWS points at the CloudWatch log stream)."""
 
     code = "ModelError"
 
     def __init__(
-        self, original_status: int, original_message: str, container: str = "primary"
+        self,
+        original_status: int,
+        original_message: str,
+        container: str = "primary",
+        *,
+        log: str | None = None,
     ) -> None:
         kind = "client" if 400 <= original_status < 500 else "server"
+        see = f" See {log} for more information." if log else ""
         super().__init__(
             f"Received {kind} error ({original_status}) from {container} with message "
-            f'"{original_message}".'
+            f'"{original_message}".{see}'
         )
         self.original_status = original_status
         self.original_message = original_message
         self.container = container
+        self.log = log
 
 
 class ModelNotReady(ShipwayError):

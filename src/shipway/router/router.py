@@ -35,6 +35,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from shipway.domain.clock import Clock, SystemClock
 from shipway.domain.errors import (
@@ -149,12 +150,14 @@ class Router:
         instance_wait_seconds: float = 0.0,
         on_instance_hung: Callable[[str, str], None] = lambda _id, _reason: None,
         max_timeouts: int = 3,
+        instance_log: Callable[[str], Path | None] = lambda _id: None,
     ) -> None:
         """``rng`` draws which requests are mirrored to shadow variants;
         ``max_shadow_in_flight`` bounds the copies under way per endpoint;
         ``instance_wait_seconds`` is how long a request waits for an instance in service;
         an instance that leaves ``max_timeouts`` requests in a row unanswered is reported
-        with ``on_instance_hung`` (the controller replaces it)."""
+        with ``on_instance_hung`` (the controller replaces it); a ModelError names the log of
+        the instance that answered it, ``instance_log(instance_id)``."""
         self.table = table or RoutingTable()
         self.metrics = metrics
         self.account_id = account_id
@@ -165,6 +168,7 @@ class Router:
         self.instance_wait_seconds = instance_wait_seconds
         self._on_instance_hung = on_instance_hung
         self.max_timeouts = max_timeouts
+        self._instance_log = instance_log
         self._changed: asyncio.Event | None = None
         """Set (and replaced) each time the routing table changes; requests waiting for an
         instance wait on it."""
@@ -248,7 +252,7 @@ class Router:
                 answer = Answer(response.status, response.body, time.perf_counter() - sent)
                 self._mirror.send(route, variant, headers, invocation.body, answer)
             if response.status >= 400:
-                raise ModelError(response.status, response.body.decode("utf-8", "replace"))
+                raise self._model_error(instance, response.status, response.body)
             return InvocationResult(
                 response.body,
                 response.headers.get(b"content-type", b"application/octet-stream"),
@@ -297,7 +301,7 @@ class Router:
                 if not streaming:
                     instance.outstanding -= 1
             self._record(route, variant, started, sent, upstream.status)
-            raise ModelError(upstream.status, error.decode("utf-8", "replace"))
+            raise self._model_error(instance, upstream.status, error)
 
     def _prepare(self, invocation: Invocation) -> tuple[EndpointRoute, list[tuple[bytes, bytes]]]:
         """The endpoint's route and the headers to forward, once the invocation passes checks."""
@@ -355,7 +359,9 @@ class Router:
         self._record(route, variant, started, sent, 500)
         if isinstance(exc, ConnectionLost):
             self._down(instance.instance_id)
-            return ModelError(0, f"The instance stopped while handling the request: {exc}")
+            return self._model_error(
+                instance, 0, f"The instance stopped while handling the request: {exc}"
+            )
         instance.timeouts += 1
         if instance.timeouts >= self.max_timeouts:
             self.table.mark_down(instance.instance_id)
@@ -367,7 +373,16 @@ class Router:
                 self._on_instance_hung(instance.instance_id, reason)
             except Exception:  # telling the controller must never fail a request
                 log.exception("could not report instance %s hung", instance.instance_id)
-        return ModelError(0, TIMEOUT_MESSAGE)
+        return self._model_error(instance, 0, TIMEOUT_MESSAGE)
+
+    def _model_error(
+        self, instance: InstanceRoute, status: int, message: bytes | str
+    ) -> ModelError:
+        """What the model (or its instance) answered, with where that instance's log is."""
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        log = self._instance_log(instance.instance_id)
+        return ModelError(status, message, log=None if log is None else str(log))
 
     def _variant(self, route: EndpointRoute, target: str | None) -> VariantRoute:
         if target is None:
