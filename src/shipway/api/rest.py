@@ -1,4 +1,4 @@
-"""Shipway's own REST API (FastAPI; OpenAPI at ``/docs``).
+"""Shipway's own REST API (FastAPI; OpenAPI at ``/openapi.json``, shown at ``/docs``, offline).
 
 Resources under ``/api``: models, endpoint configurations, endpoints, instance types, metrics and
 alarms.
@@ -25,6 +25,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from shipway import __version__
+from shipway.api.docs import add_docs
 from shipway.api.openapi import (
     DocumentedAPI,
     invocation_request,
@@ -147,7 +148,10 @@ def create_rest_app(platform: Platform) -> FastAPI:
         title="Shipway",
         version=__version__,
         description="Deploy machine-learning models the way SageMaker does, on your own machines.",
+        docs_url=None,  # served offline by add_docs
+        redoc_url=None,
     )
+    add_docs(app)
     services = platform
 
     @app.exception_handler(ShipwayError)
