@@ -71,6 +71,7 @@ from shipway.domain.model import CreateModelInput, CreateModelOutput, Model
 from shipway.domain.shape import describe_errors, dump, parse
 from shipway.monitor.shadow_report import ShadowReport, ShadowReportNotFound
 from shipway.router.router import Invocation
+from shipway.service.endpoint_metrics import endpoint_datapoints
 
 if TYPE_CHECKING:
     from shipway.platform import Platform
@@ -417,27 +418,51 @@ def create_rest_app(platform: Platform) -> FastAPI:
     def query_metrics(
         metric: Annotated[str, Query(description="e.g. Invocations, ModelLatency")],
         endpoint: str,
-        start: Time,
-        end: Time,
-        variant: str | None = None,
+        start: Annotated[Time | None, Query(description="Default: an hour before end")] = None,
+        end: Annotated[Time | None, Query(description="Default: now")] = None,
+        variant: Annotated[
+            str | None,
+            Query(description="One variant; default: all the production variants together"),
+        ] = None,
         period: Annotated[int, Query(ge=1)] = 60,
-        statistic: str = "Sum",
+        statistic: Annotated[
+            str, Query(description="SampleCount, Sum, Average, Minimum, Maximum or pNN (p99)")
+        ] = "Sum",
         namespace: str = "AWS/SageMaker",
     ) -> dict[str, Any]:
-        dimensions = {"EndpointName": endpoint}
+        """One statistic per period, oldest first. Without ``variant``, the statistic is that
+        of every production variant's samples together (Sum and SampleCount add up; Average,
+        Minimum, Maximum and percentiles are those of all the samples); ``Variants`` says which
+        were combined."""
+        until = end.timestamp() if end is not None else services.clock.time()
+        since = start.timestamp() if start is not None else until - 3600
         if variant is not None:
-            dimensions["VariantName"] = variant
-        points = services.metrics.query(
-            metric,
-            dimensions,
-            start=start.timestamp(),
-            end=end.timestamp(),
-            period=period,
-            statistic=statistic,
-            namespace=namespace,
-        )
+            variants = [variant]
+            points = services.metrics.query(
+                metric,
+                {"EndpointName": endpoint, "VariantName": variant},
+                start=since,
+                end=until,
+                period=period,
+                statistic=statistic,
+                namespace=namespace,
+            )
+        else:
+            combined = endpoint_datapoints(
+                services.metrics,
+                services.endpoints,
+                metric,
+                endpoint,
+                start=since,
+                end=until,
+                period=period,
+                statistic=statistic,
+                namespace=namespace,
+            )
+            variants, points = combined.variants, combined.datapoints
         return {
             "Label": metric,
+            "Variants": variants,
             "Datapoints": [
                 {"Timestamp": p.timestamp, statistic: p.value, "SampleCount": p.sample_count}
                 for p in points

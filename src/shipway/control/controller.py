@@ -43,6 +43,7 @@ from shipway.router.routing import (
     VariantSnapshot,
 )
 from shipway.router.upstream import Upstream, UpstreamError
+from shipway.server_lock import ServerLock
 from shipway.serving.runtime import resolve_runtime
 from shipway.settings import Settings
 from shipway.store.artifacts import ArtifactStore
@@ -99,20 +100,27 @@ class Controller:
         artifacts: ArtifactStore,
         catalog: InstanceTypeCatalog,
         settings: Settings,
+        server_lock: ServerLock,
         clock: Clock,
         publish: Callable[[Snapshot], None],
         mark_up: Callable[[str], None] = lambda _id: None,
         firing: Callable[[Sequence[str]], list[str]] = lambda _names: [],
+        removed: Callable[[str, frozenset[str] | None], None] = lambda _name, _variants: None,
     ) -> None:
+        """``removed(name, None)`` is called once a deleted endpoint is gone, and
+        ``removed(name, variants)`` once a deployment that ended (completed or rolled back) has
+        left these variants behind; both after the routing table no longer has them."""
         self._store = store
         self._backend = backend
         self._artifacts = artifacts
         self._catalog = catalog
         self._settings = settings
+        self._server_lock = server_lock
         self._clock = clock
         self._publish_snapshot = publish
         self._mark_up = mark_up
         self._firing = firing
+        self._removed = removed
         self._stopping: set[asyncio.Task[None]] = set()
         self._hung: list[tuple[str, str]] = []
         """Instances the router reported hung, with why, to fail on the next pass."""
@@ -187,7 +195,11 @@ class Controller:
                 log.exception("reconcile pass failed; retrying")
 
     def _forget_previous_run(self) -> None:
-        """Instances recorded by a server that did not stop cleanly: end them, drop the rows."""
+        """Instances recorded by a server that did not stop cleanly: end them, drop the rows.
+
+        Only the server lock's holder may: any other server running on this data dir or
+        database would see its own instances here."""
+        self._server_lock.ensure_held()
         for instance in self._store.instances.all():
             if instance.status is InstanceStatus.FAILED:
                 continue  # not running; kept to say why its variant lost it
@@ -286,6 +298,8 @@ class Controller:
             self._backoff = {
                 k: v for k, v in self._backoff.items() if k[0] != endpoint.endpoint_name
             }
+            self._publish()  # out of the routing table (if stopping its instances did not)
+            self._removed(endpoint.endpoint_name, None)
             log.info("endpoint %s deleted", endpoint.endpoint_name)
             return
         if status is EndpointStatus.FAILED:
@@ -424,6 +438,11 @@ class Controller:
         elif outcome is Outcome.ROLLBACK_FAILED:
             log.error("endpoint %s: UpdateRollbackFailed: %s", name, moved.reason)
         self._publish()
+        if outcome in (Outcome.COMPLETED, Outcome.ROLLED_BACK):
+            kept = updated.config
+            left = _variant_names(endpoint.config) | _variant_names(deployment.config)
+            if gone := left - _variant_names(kept):
+                self._removed(name, gone)
         self.wake()  # act on the new targets (start or stop instances) without waiting
 
     def _old_live(self, endpoint: Endpoint) -> dict[str, int]:
@@ -733,6 +752,12 @@ class Controller:
 
 class _Changed(Exception):
     """The endpoint's deployment changed since this pass read it."""
+
+
+def _variant_names(config: EndpointConfig) -> frozenset[str]:
+    """Every variant of a configuration, production and shadow."""
+    shadows = config.shadow_production_variants or []
+    return frozenset(v.variant_name for v in [*config.production_variants, *shadows])
 
 
 def _first_failure(observations: list[VariantObservation]) -> str | None:

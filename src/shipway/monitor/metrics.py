@@ -7,6 +7,11 @@ Sum, Average, Minimum, Maximum, pNN — over any period is exact or within that 
 cost per datapoint. Buckets older than ``retention_seconds`` are dropped.
 
 Alarms, autoscaling, deployments, the dashboard and ``/metrics`` all read this one store.
+
+When an endpoint is deleted, or a deployment removes a variant, its series are *retired*
+(:meth:`MetricsStore.retire`): ``/metrics`` stops showing them, and should the name come back (an
+endpoint created again) its totals start from zero. Their datapoints stay queryable until
+retention drops them, as CloudWatch keeps a deleted endpoint's metrics; then the series go.
 """
 
 from __future__ import annotations
@@ -141,12 +146,14 @@ class SeriesGroup:
         self._series = series
 
     def put(self, timestamp: float, values: Sequence[float]) -> None:
-        """One datapoint per series, in the order the group was made with."""
+        """One datapoint per series, in the order the group was made with; none into a series
+        retired since (a request that outlived its variant)."""
         second = int(timestamp)
         store = self._store
         with store._lock:
             for data, value in zip(self._series, values, strict=True):
-                store._add(data, second, value)
+                if not data.retired:
+                    store._add(data, second, value)
 
 
 @dataclass(frozen=True)
@@ -170,12 +177,15 @@ class Aggregate:
 
 
 class _SeriesData:
-    __slots__ = ("buckets", "total_count", "total_sum")
+    __slots__ = ("buckets", "retired", "total_count", "total_sum")
 
     def __init__(self) -> None:
         self.buckets: dict[int, _Bucket] = {}
         self.total_count = 0
         self.total_sum = 0.0
+        self.retired = False
+        """Its endpoint or variant is gone: not shown to Prometheus, not written by the groups
+        made before; a new group or :meth:`MetricsStore.put` brings it back from zero."""
 
 
 class MetricsStore:
@@ -210,7 +220,7 @@ class MetricsStore:
         with self._lock:
             self.revision += 1
             data = self._known.get(key) if key is not None else None
-            if data is None:
+            if data is None or data.retired:
                 data = self._data(name, dimensions, unit, namespace)
                 if key is not None:
                     self._known[key] = data
@@ -246,6 +256,7 @@ class MetricsStore:
         if data is None:
             data = self._series[series] = _SeriesData()
             self._by_metric.setdefault((namespace, name, dims), []).append((unit, data))
+        data.retired = False  # written again: its totals start from zero
         return data
 
     def _prune(self, now: int) -> None:
@@ -254,6 +265,36 @@ class MetricsStore:
         for data in self._series.values():
             for second in [s for s in data.buckets if s < horizon]:
                 del data.buckets[second]
+        gone = [s for s, d in self._series.items() if d.retired and not d.buckets]
+        for series in gone:
+            data = self._series.pop(series)
+            key = (series.namespace, series.name, series.dimensions)
+            units = [(u, d) for u, d in self._by_metric.get(key, ()) if d is not data]
+            if units:
+                self._by_metric[key] = units
+            else:
+                self._by_metric.pop(key, None)
+        if gone:
+            self._known = {k: d for k, d in self._known.items() if not d.retired}
+
+    def retire(self, dimensions: Mapping[str, str], namespace: str = SAGEMAKER) -> int:
+        """Retire every series whose dimensions include ``dimensions`` (``{"EndpointName": n}``:
+        all of an endpoint's; with ``VariantName``: one variant's), as its endpoint or variant is
+        gone (module doc); how many were retired."""
+        wanted = set(dimensions.items())
+        retired = 0
+        with self._lock:
+            for series, data in self._series.items():
+                if series.namespace != namespace or data.retired:
+                    continue
+                if wanted <= set(series.dimensions):
+                    data.retired = True
+                    data.total_count = 0
+                    data.total_sum = 0.0
+                    retired += 1
+            if retired:
+                self._prune(self._last_prune)  # those with no datapoints left go now
+        return retired
 
     def series(
         self, namespace: str | None = None, name: str | None = None, **dimensions: str
@@ -330,9 +371,36 @@ class MetricsStore:
         ``unit``, only datapoints recorded with that unit count. Periods with no data have no
         datapoint.
         """
+        return self.query_combined(
+            name,
+            [dimensions],
+            start=start,
+            end=end,
+            period=period,
+            statistic=statistic,
+            namespace=namespace,
+            unit=unit,
+        )
+
+    def query_combined(
+        self,
+        name: str,
+        dimension_sets: Sequence[Mapping[str, str]],
+        *,
+        start: float,
+        end: float,
+        period: int,
+        statistic: str,
+        namespace: str = SAGEMAKER,
+        unit: str | None = None,
+    ) -> list[Datapoint]:
+        """As :meth:`query`, over the datapoints of several series together (an endpoint's
+        variants): each statistic is that of all their samples, as if one series held them —
+        sums and counts add, minimum and maximum are the extremes, averages and percentiles are
+        those of the combined samples (percentiles within the histogram's 2 %)."""
         _check_statistic(statistic)
         periods, _ = self._periods(
-            name, dimensions, start, end, period, namespace, unit, statistic not in STATISTICS
+            name, dimension_sets, start, end, period, namespace, unit, statistic not in STATISTICS
         )
         return [
             Datapoint(float(slot), periods[slot].statistic(statistic), periods[slot].count)
@@ -357,7 +425,7 @@ class MetricsStore:
             _check_statistic(statistic)
         percentiles = any(s not in STATISTICS for s in statistics)
         periods, units = self._periods(
-            name, dimensions, start, end, period, namespace, unit, percentiles
+            name, [dimensions], start, end, period, namespace, unit, percentiles
         )
         return [
             Aggregate(
@@ -372,7 +440,7 @@ class MetricsStore:
     def _periods(
         self,
         name: str,
-        dimensions: Mapping[str, str],
+        dimension_sets: Sequence[Mapping[str, str]],
         start: float,
         end: float,
         period: int,
@@ -380,19 +448,20 @@ class MetricsStore:
         unit: str | None,
         histogram: bool,
     ) -> tuple[dict[int, _Bucket], dict[int, str]]:
-        """The buckets of [start, end) merged per period (keyed by the period's start), and the
-        unit each period's data was recorded with; their histograms only with ``histogram``
-        (for percentiles)."""
+        """The buckets of [start, end) of the series with these dimensions merged per period
+        (keyed by the period's start), and the unit each period's data was recorded with; their
+        histograms only with ``histogram`` (for percentiles)."""
         if period < 1:
             raise ValidationError("Period must be at least 1 second.")
         if end <= start:
             raise ValidationError("EndTime must be after StartTime.")
-        dims = tuple(sorted(dimensions.items()))
+        keys = {(namespace, name, tuple(sorted(d.items()))) for d in dimension_sets}
         periods: dict[int, _Bucket] = {}
         units: dict[int, str] = {}
         first, last = math.ceil(start), math.ceil(end)
         with self._lock:
-            for series_unit, data in self._by_metric.get((namespace, name, dims), ()):
+            matching = [found for key in keys for found in self._by_metric.get(key, ())]
+            for series_unit, data in matching:
                 if unit is not None and series_unit != unit:
                     continue
                 buckets = data.buckets
@@ -410,9 +479,12 @@ class MetricsStore:
         return periods, units
 
     def totals(self) -> Iterator[tuple[Series, int, float]]:
-        """Every series with its all-time datapoint count and sum (for Prometheus)."""
+        """Every series not retired with its all-time datapoint count and sum (for
+        Prometheus)."""
         with self._lock:
-            items = [(s, d.total_count, d.total_sum) for s, d in self._series.items()]
+            items = [
+                (s, d.total_count, d.total_sum) for s, d in self._series.items() if not d.retired
+            ]
         yield from items
 
     def collector(self) -> Collector:

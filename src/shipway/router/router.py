@@ -33,7 +33,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +189,24 @@ class Router:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+    def forget_metrics(
+        self, endpoint_name: str, variant_names: Collection[str] | None = None
+    ) -> None:
+        """The endpoint (``variant_names`` None) or these variants of it are gone: retire their
+        metric series, so ``/metrics`` stops showing them and a later endpoint of that name
+        starts from zero. Call it once they are out of the routing table: a request still under
+        way on them then records nothing (:meth:`_record`)."""
+        for key in [
+            k
+            for k in self._groups
+            if k[0] == endpoint_name and (variant_names is None or k[1] in variant_names)
+        ]:
+            del self._groups[key]
+        if variant_names is None:
+            self.metrics.retire({"EndpointName": endpoint_name})
+        for variant_name in variant_names or ():
+            self.metrics.retire({"EndpointName": endpoint_name, "VariantName": variant_name})
 
     def shadow_report(self, endpoint_name: str, tolerance: float = 0.0) -> ShadowReport | None:
         """How the endpoint's shadow variant compares with production since the report started;
@@ -449,6 +467,8 @@ class Router:
         done = time.perf_counter()
         group = self._groups.get((route.name, variant.name))
         if group is None:
+            if not self._routed(route.name, variant.name):
+                return  # gone since the request started (forget_metrics): not brought back
             dimensions = {"EndpointName": route.name, "VariantName": variant.name}
             group = self._groups[(route.name, variant.name)] = self.metrics.group(
                 INVOCATION_METRICS, dimensions
@@ -465,6 +485,13 @@ class Router:
                 model,
                 (done - started) * 1e6 - model,
             ),
+        )
+
+    def _routed(self, endpoint_name: str, variant_name: str) -> bool:
+        """Whether the table routes (or mirrors) to that variant now."""
+        route = self.table.get(endpoint_name)
+        return route is not None and any(
+            v.name == variant_name for v in (*route.variants, *route.shadows)
         )
 
 
