@@ -4,6 +4,10 @@
 the ASGI application ``shipway server`` runs: invocations go straight to the runtime adapter,
 everything else to the REST API. Its lifespan starts the controller (which brings the stored
 endpoints back into service) and, on shutdown, stops every instance gracefully.
+
+A platform holds the :class:`~shipway.server_lock.ServerLock` on its data dir (and database)
+from before it touches anything until it stops; :func:`serve` also binds the port before that,
+so a second server, or a busy port, is refused before anything is started or changed.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import logging
 import os
 import shutil
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from typing import Any
 
 import uvicorn
 
-from shipway.api.auth import AuthMiddleware, load_access_keys
+from shipway.api.auth import AccessKeys, AuthMiddleware, load_access_keys
 from shipway.api.body_limit import BodyLimits, guard_body
 from shipway.api.cloudwatch import CloudWatchAPI
 from shipway.api.rest import create_rest_app
@@ -31,8 +36,10 @@ from shipway.control.controller import Controller
 from shipway.domain.alarm import AlarmState
 from shipway.domain.clock import Clock, SystemClock
 from shipway.domain.instance_types import InstanceTypeCatalog
+from shipway.listener import PortUnavailable, bind
 from shipway.monitor.metrics import MetricsStore
 from shipway.router.router import Router
+from shipway.server_lock import ServerLock
 from shipway.service import EndpointConfigService, EndpointService, ModelService
 from shipway.service.alarms import AlarmEvaluator, AlarmService
 from shipway.service.metrics import MetricService
@@ -57,7 +64,11 @@ class Platform:
         *,
         clock: Clock | None = None,
         backend: ComputeBackend | None = None,
+        server_lock: ServerLock | None = None,
     ) -> None:
+        # first of all: a second server on this data dir must be refused before it changes it
+        self.server_lock = server_lock or ServerLock.acquire(settings)
+        self._owns_lock = server_lock is None
         _prepare_home(settings)
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -120,6 +131,7 @@ class Platform:
             artifacts=self.artifacts,
             catalog=self.catalog,
             settings=settings,
+            server_lock=self.server_lock,
             clock=self.clock,
             publish=self.router.apply,
             mark_up=self.router.table.mark_up,
@@ -157,6 +169,8 @@ class Platform:
         await self.controller.close()
         self.router.table.close()
         self.store.close()
+        if self._owns_lock:
+            self.server_lock.release()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -219,13 +233,38 @@ def _prepare_home(settings: Settings) -> None:
 def serve(
     settings: Settings, on_ready: Callable[[Platform], Awaitable[None]] | None = None
 ) -> None:
-    """Run Shipway until SIGINT or SIGTERM; then stop its instances and return."""
+    """Run Shipway until SIGINT or SIGTERM; then stop its instances and return.
+
+    Refusing to start raises a :class:`~shipway.domain.errors.ShipwayError` whose message is
+    the one line to show (an unsafe access keys file, a port that cannot be listened on, a data
+    dir or database another server holds), before anything is started or changed.
+    """
     keys = load_access_keys(settings.access_keys_file)
+    try:
+        sockets = bind(settings.host, settings.port)
+    except PortUnavailable:
+        ServerLock.check_free(settings.home)  # the same server started twice: say that
+        raise
+    try:
+        with ServerLock.acquire(settings) as lock:
+            _serve(settings, keys, lock, sockets, on_ready)
+    finally:
+        for sock in sockets:  # uvicorn closes them, once it has started
+            sock.close()
+
+
+def _serve(
+    settings: Settings,
+    keys: AccessKeys | None,
+    lock: ServerLock,
+    sockets: list[socket.socket],
+    on_ready: Callable[[Platform], Awaitable[None]] | None,
+) -> None:
     if keys is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
             "listening on %s with authentication off: set SHIPWAY_ACCESS_KEYS_FILE", settings.host
         )
-    platform = Platform(settings)
+    platform = Platform(settings, server_lock=lock)
     config = uvicorn.Config(
         platform
         if keys is None
@@ -250,7 +289,7 @@ def serve(
     server = uvicorn.Server(config)
 
     async def main() -> None:
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=sockets))
         while not server.started:
             if serving.done():
                 await serving

@@ -43,6 +43,7 @@ from shipway.router.routing import (
     VariantSnapshot,
 )
 from shipway.router.upstream import Upstream, UpstreamError
+from shipway.server_lock import ServerLock
 from shipway.serving.runtime import resolve_runtime
 from shipway.settings import Settings
 from shipway.store.artifacts import ArtifactStore
@@ -99,6 +100,7 @@ class Controller:
         artifacts: ArtifactStore,
         catalog: InstanceTypeCatalog,
         settings: Settings,
+        server_lock: ServerLock,
         clock: Clock,
         publish: Callable[[Snapshot], None],
         mark_up: Callable[[str], None] = lambda _id: None,
@@ -113,6 +115,7 @@ class Controller:
         self._artifacts = artifacts
         self._catalog = catalog
         self._settings = settings
+        self._server_lock = server_lock
         self._clock = clock
         self._publish_snapshot = publish
         self._mark_up = mark_up
@@ -192,7 +195,11 @@ class Controller:
                 log.exception("reconcile pass failed; retrying")
 
     def _forget_previous_run(self) -> None:
-        """Instances recorded by a server that did not stop cleanly: end them, drop the rows."""
+        """Instances recorded by a server that did not stop cleanly: end them, drop the rows.
+
+        Only the server lock's holder may: any other server running on this data dir or
+        database would see its own instances here."""
+        self._server_lock.ensure_held()
         for instance in self._store.instances.all():
             if instance.status is InstanceStatus.FAILED:
                 continue  # not running; kept to say why its variant lost it
