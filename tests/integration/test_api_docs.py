@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from tests.fixtures.optional import absent, needs
 from tests.fixtures.server import ShipwayServer, start_server
 
 if TYPE_CHECKING:
@@ -73,9 +74,7 @@ def test_a_docs_page_loads_its_assets_from_the_server(server: ShipwayServer, pag
 
 
 def test_swagger_ui_and_redoc_render_the_operations_offline(server: ShipwayServer) -> None:
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-    )
+    sync_api = needs("playwright.sync_api", extra="browser")
     browser_path = _chromium()
     requested: list[str] = []
     blocked: list[str] = []
@@ -121,4 +120,4 @@ def _chromium() -> str:
     ):
         if candidate:
             return candidate
-    pytest.skip("no Chromium (apt-get install chromium-headless-shell, or SHIPWAY_TEST_CHROMIUM)")
+    absent("no Chromium (apt-get install chromium-headless-shell, or SHIPWAY_TEST_CHROMIUM)")
