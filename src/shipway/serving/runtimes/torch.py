@@ -42,7 +42,8 @@ class TorchRuntime(Runtime):
             raise ModelLoadError(f"{DTYPE_ENV}={dtype!r} is not one of {', '.join(DTYPES)}")
         path = find_artifact(self.model_dir, NAMES, SUFFIXES)
         try:
-            module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+            load: Any = torch.jit.load  # untyped in torch; Any when torch is not installed
+            module = load(str(path), map_location="cpu")
         except Exception as exc:  # torch reports a bad archive as RuntimeError, others vary
             reason = str(exc).split(". ", 1)[0]  # torch goes on to guess at corruption
             raise ModelLoadError(
