@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import joblib
 import numpy as np
 import pytest
@@ -245,13 +246,8 @@ def test_requests_the_domain_rejects_fail_before_any_request() -> None:
     assert "'bad_name' at 'modelName'" in result.stderr
 
 
-def test_the_client_translates_what_is_not_a_shipway_answer() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/models":
-            return httpx.Response(200, text="<html>a web page</html>")
-        if request.url.path == "/api/endpoints/slow":
-            return httpx.Response(200, json=slow)
-        return httpx.Response(502, text="Bad Gateway from a proxy")
+class NotShipway(BaseHTTPRequestHandler):
+    """A web server that is not Shipway: a web page, a proxy's 502, and one slow endpoint."""
 
     slow = {
         "EndpointName": "slow",
@@ -260,13 +256,40 @@ def test_the_client_translates_what_is_not_a_shipway_answer() -> None:
         "CreationTime": "2026-01-01T00:00:00Z",
         "LastModifiedTime": "2026-01-01T00:00:00Z",
     }
-    with ShipwayClient("shipway.test:8080", transport=httpx.MockTransport(answer)) as client:
-        assert client.url == "http://shipway.test:8080"
-        with pytest.raises(ClientError, match="did not answer a JSON object"):
-            client.list_models()
-        with pytest.raises(ApiError) as raised:
-            client.describe_model("m")
-        assert (raised.value.code, raised.value.status) == ("HTTP502", 502)
-        assert raised.value.message == "Bad Gateway from a proxy"
-        with pytest.raises(WaitTimeout, match="endpoint slow is still Creating after 0 s"):
-            client.wait_for_endpoint("slow", timeout=0)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if path == "/api/models":
+            self.answer(200, b"<html>a web page</html>", "text/html")
+        elif path == "/api/endpoints/slow":
+            self.answer(200, json.dumps(self.slow).encode(), "application/json")
+        else:
+            self.answer(502, b"Bad Gateway from a proxy", "text/plain")
+
+    def answer(self, status: int, body: bytes, media: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", media)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_client_translates_what_is_not_a_shipway_answer() -> None:
+    with ThreadingHTTPServer(("127.0.0.1", 0), NotShipway) as web:
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        try:
+            with ShipwayClient(f"127.0.0.1:{web.server_port}") as client:
+                assert client.url == f"http://127.0.0.1:{web.server_port}"
+                with pytest.raises(ClientError, match="did not answer a JSON object"):
+                    client.list_models()
+                with pytest.raises(ApiError) as raised:
+                    client.describe_model("m")
+                assert (raised.value.code, raised.value.status) == ("HTTP502", 502)
+                assert raised.value.message == "Bad Gateway from a proxy"
+                with pytest.raises(WaitTimeout, match="endpoint slow is still Creating after 0 s"):
+                    client.wait_for_endpoint("slow", timeout=0)
+        finally:
+            web.shutdown()

@@ -1,7 +1,7 @@
 """``ShipwayClient``: a small typed SDK over Shipway's REST API (``/api/...``, invocations).
 
 Requests and answers use the domain shapes (:mod:`shipway.domain`), PascalCase on the wire.
-Every failure is a :class:`ClientError`; lower-layer errors (httpx, pydantic) are translated here:
+Every failure is a :class:`ClientError`; lower-layer errors (HTTP, pydantic) are translated here:
 
     ClientError              base; ``exit_code`` is what a command line exits with (1)
     ├── ApiError             the server answered an error: ``code``, ``message``, ``status``
@@ -17,16 +17,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.client import HTTPException
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import quote
 
-# Only what every call needs is imported here. httpx and the domain shapes (pydantic) come in
-# where they are used, so a command pays only for what it touches: ``shipway --help`` and
-# ``shipway invoke`` import no pydantic at all (the CLI starts in well under 0.3 s).
-if TYPE_CHECKING:
-    import httpx
+from shipway.cli import transport
 
+# The domain shapes (pydantic) are imported where they are used, so a command pays only for
+# those it touches, and ``shipway invoke`` for none (the CLI starts in under 0.3 s).
+if TYPE_CHECKING:
     from shipway.domain.alarm import (
         AlarmHistoryItem,
         AlarmState,
@@ -47,9 +47,9 @@ if TYPE_CHECKING:
         EndpointConfigSummary,
     )
     from shipway.domain.instance_types import InstanceType
-    from shipway.domain.listing import SortBy, SortOrder
     from shipway.domain.model import CreateModelInput, Model, ModelSummary
     from shipway.domain.shape import Shape
+    from shipway.domain.sorting import SortBy, SortOrder
     from shipway.monitor.shadow_report import ShadowReport
 
 __all__ = [
@@ -151,8 +151,10 @@ class ShipwayClient:
     """The REST API of one Shipway server.
 
     ``url`` defaults to :data:`DEFAULT_URL`; a URL without a scheme gets ``http://``.
-    ``transport`` replaces the network (an ``httpx.MockTransport`` in tests); ``page_size`` is how
-    many items each list request asks for.
+    ``timeout`` bounds each request (connecting: 5 s at most); ``page_size`` is how many items
+    each list request asks for. Each request has a connection of its own
+    (:mod:`shipway.cli.transport`): there is nothing to close, but the client is a context
+    manager all the same.
     """
 
     def __init__(
@@ -161,24 +163,16 @@ class ShipwayClient:
         *,
         timeout: float = 60.0,
         page_size: int = PAGE_SIZE,
-        transport: httpx.BaseTransport | None = None,
         token: str | None = None,
     ) -> None:
-        import httpx
-
         url = (url or DEFAULT_URL).rstrip("/")
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url if "://" in url else f"http://{url}"
         self.page_size = page_size
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
-        self._transport = transport
-        self._http: httpx.Client | None = None
-        """Made on the first request, so a client that is never used costs nothing."""
+        self._timeout = timeout
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        """Nothing to release: no connection outlives its request."""
 
     def __enter__(self) -> Self:
         return self
@@ -509,26 +503,26 @@ class ShipwayClient:
         params: dict[str, str] | None = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        import httpx
-
+    ) -> transport.Response:
         try:
-            if self._http is None:
-                self._http = httpx.Client(
-                    base_url=self.url,
-                    timeout=self._timeout,
-                    transport=self._transport,
-                    headers=self._auth,
-                )
-            response = self._http.request(
-                method, path, json=json, params=params, content=content, headers=headers
+            response = transport.request(
+                self.url,
+                method,
+                path,
+                params=params,
+                json=json,
+                content=content,
+                headers={**self._auth, **(headers or {})},
+                timeout=self._timeout,
+                connect_timeout=min(self._timeout, 5.0),
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        except transport.ConnectFailed as exc:
             raise ServerUnreachable(self.url) from exc
-        except httpx.InvalidURL as exc:
+        except transport.InvalidURL as exc:
             raise ClientError(f"{self.url} is not a valid Shipway URL: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise ClientError(f"{method} {self.url}{path} failed: {exc}") from exc
+        except (OSError, HTTPException) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ClientError(f"{method} {self.url}{path} failed: {reason}") from exc
         if response.is_error:
             raise _api_error(response)
         return response
@@ -542,7 +536,7 @@ def _filters(
     name_contains: str | None, sort_by: SortBy | None, sort_order: SortOrder | None
 ) -> dict[str, str]:
     """A listing's query: newest first unless told otherwise."""
-    from shipway.domain.listing import SortBy, SortOrder
+    from shipway.domain.sorting import SortBy, SortOrder
 
     params = {
         "sort_by": SortBy(sort_by or SortBy.CREATION_TIME).value,
@@ -570,19 +564,19 @@ def _shape(shape: type[S], data: Any) -> S:
         ) from exc
 
 
-def _api_error(response: httpx.Response) -> ApiError:
+def _api_error(response: transport.Response) -> ApiError:
     """The REST API's ``{"code", "message"}``, or the runtime's ``x-amzn-ErrorType`` + body."""
-    status = response.status_code
+    status = response.status
     try:
         document = response.json()
     except ValueError:
         document = None
     if not isinstance(document, dict):
-        text = response.text.strip()[:500] or response.reason_phrase
+        text = response.text.strip()[:500] or response.reason
         return ApiError(f"HTTP{status}", text, status)
     header = response.headers.get("x-amzn-errortype", "")
     code = str(document.get("code") or header.split(":")[0] or f"HTTP{status}")
-    message = str(document.get("message") or document.get("Message") or response.reason_phrase)
+    message = str(document.get("message") or document.get("Message") or response.reason)
     original = document.get("OriginalStatusCode")
     return ApiError(
         code,

@@ -26,8 +26,8 @@ from shipway.cli.render import (
     timestamp,
 )
 from shipway.domain.endpoint_config import CreateEndpointConfigInput, EndpointConfig
-from shipway.domain.listing import SortBy, SortOrder
 from shipway.domain.shape import parse
+from shipway.domain.sorting import SortBy, SortOrder
 
 __all__ = [
     "DEFAULT_INSTANCE_TYPE",

@@ -4,14 +4,13 @@ configuration, with a live view of the deployment), watch a deployment, and dele
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from shipway.cli.client import ShipwayClient
-from shipway.cli.progress import follow, outcome
 from shipway.cli.render import (
     AsJson,
     MaxResults,
@@ -31,9 +30,11 @@ from shipway.domain.endpoint import (
     EndpointStatus,
     ProductionVariantSummary,
 )
-from shipway.domain.listing import SortBy, SortOrder
 from shipway.domain.shape import parse
-from shipway.monitor.shadow_report import ShadowPairReport, ShadowReport
+from shipway.domain.sorting import SortBy, SortOrder
+
+if TYPE_CHECKING:
+    from shipway.monitor.shadow_report import ShadowPairReport, ShadowReport
 
 __all__ = [
     "app",
@@ -255,6 +256,8 @@ def update(
     if no_wait:
         console.print(f"Updating endpoint [bold]{escape(name)}[/] to {escape(config)}")
         return
+    from shipway.cli.progress import follow, outcome  # the live view: only where it is shown
+
     message, succeeded = outcome(follow(client, name, progress))
     console.print(message)
     if not succeeded:
@@ -274,6 +277,8 @@ def watch(ctx: typer.Context, name: Name) -> None:
             f"{status_text(endpoint.endpoint_status)}."
         )
         raise typer.Exit(1)
+    from shipway.cli.progress import follow, outcome  # the live view: only where it is shown
+
     message, succeeded = outcome(follow(client, name, progress))
     console.print(message)
     if not succeeded:

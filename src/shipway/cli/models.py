@@ -21,9 +21,9 @@ from shipway.cli.render import (
     print_resource,
     timestamp,
 )
-from shipway.domain.listing import SortBy, SortOrder
 from shipway.domain.model import CreateModelInput, Model
 from shipway.domain.shape import parse
+from shipway.domain.sorting import SortBy, SortOrder
 
 __all__ = ["app", "create", "delete", "describe", "list_", "model_data_url", "parse_environment"]
 

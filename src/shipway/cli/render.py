@@ -13,8 +13,8 @@ import typer
 from rich.table import Table
 
 from shipway.cli.streams import console, progress
-from shipway.domain.listing import SortBy, SortOrder
 from shipway.domain.shape import Shape, dump
+from shipway.domain.sorting import SortBy, SortOrder
 
 __all__ = [
     "AsJson",

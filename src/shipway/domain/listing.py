@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
 from shipway.domain.endpoint import EndpointStatus
 from shipway.domain.shape import Shape
+from shipway.domain.sorting import SortBy, SortOrder
 
 __all__ = ["ListEndpointsInput", "ListInput", "SortBy", "SortOrder"]
-
-
-class SortBy(StrEnum):
-    NAME = "Name"
-    CREATION_TIME = "CreationTime"
-    STATUS = "Status"
-
-
-class SortOrder(StrEnum):
-    ASCENDING = "Ascending"
-    DESCENDING = "Descending"
 
 
 class ListInput(Shape):
