@@ -62,7 +62,7 @@ def server(
                 f"  curl -s {url}/endpoints/{name}/invocations "
                 f"-H 'Content-Type: application/json' -d '{body}'"
             )
-            print(f"  shipway invoke {name} --content-type application/json --body '{body}'")
+            print(f"  shipway invoke {name} --body '{body}'")
         console.print("Press Ctrl-C to stop.")
 
     try:
