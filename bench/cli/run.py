@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -119,6 +120,7 @@ def worktree(rev: str) -> Iterator[Path]:
             check=False,
             capture_output=True,
         )
+        shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def wait_in_service(url: str, name: str, timeout: float = 180.0) -> None:
@@ -221,12 +223,13 @@ def measure(args: argparse.Namespace, baseline: Path | None) -> list[Timing]:
             for command in plan:
                 wall, cpu = run_once(command, environments[command.version])
                 timings.append(Timing(command.label, command.version, n, wall, cpu))
-        return timings
     except Exception:
         print(f"--- server.log\n{procs.log_tail('server', lines=30)}", file=sys.stderr)
         raise
     finally:
         procs.stop_all()
+    shutil.rmtree(workdir, ignore_errors=True)  # kept when the run failed, to read its logs
+    return timings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
