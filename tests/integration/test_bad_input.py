@@ -183,16 +183,25 @@ def test_a_tarball_escaping_its_folder_fails_the_endpoint(
     still_serving(server, healthy)
 
 
-def test_deleting_what_an_endpoint_uses_is_refused(
+def test_deleting_what_an_endpoint_uses_leaves_it_serving(
     server: ShipwayServer, healthy: models.Trained
 ) -> None:
     with server.client() as client:
-        model = client.delete("/api/models/healthy")
-        config = client.delete("/api/endpoint-configs/healthy")
-    assert model.status_code == 409
-    assert model.json()["code"] == "ResourceInUse"
-    assert config.status_code == 409
-    assert config.json()["code"] == "ResourceInUse"
+        model = client.get("/api/models/healthy").json()
+        config = client.get("/api/endpoint-configs/healthy").json()
+        assert client.delete("/api/models/healthy").status_code == 204
+        assert client.delete("/api/endpoint-configs/healthy").status_code == 204
+        assert client.get("/api/models/healthy").status_code == 404
+        assert client.get("/api/endpoint-configs/healthy").json()["code"] == "ResourceNotFound"
+        assert client.get("/api/endpoints/healthy").json()["EndpointConfigName"] == "healthy"
+        still_serving(server, healthy)
+        # the names are free again (and the other tests of this module find them as before)
+        for field in ("ModelArn", "CreationTime"):
+            model.pop(field)
+        assert client.post("/api/models", json=model).status_code == 201
+        for field in ("EndpointConfigArn", "CreationTime"):
+            config.pop(field)
+        assert client.post("/api/endpoint-configs", json=config).status_code == 201
     still_serving(server, healthy)
 
 

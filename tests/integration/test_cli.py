@@ -152,13 +152,15 @@ def test_deploy_invoke_inspect_and_delete_a_model(
 
     assert "ml.m5.large" in shipway(url, "instance-types").stdout
 
-    # deletes: a config in use cannot go; the endpoint, then its config and model, can
-    in_use = shipway(url, "endpoint-configs", "delete", "iris-config", code=1)
-    assert "ResourceInUse" in error(in_use)
+    # deletes, in the SageMaker Python SDK's order: the config (the endpoint keeps its copy),
+    # the endpoint, the model
+    shipway(url, "endpoint-configs", "delete", "iris-config")
+    assert "ResourceNotFound" in error(
+        shipway(url, "endpoint-configs", "describe", "iris-config", code=1)
+    )
     assert "Deleted endpoint iris" in shipway(url, "endpoints", "delete", "iris", "--wait").stdout
     gone = shipway(url, "endpoints", "describe", "iris", code=1)
     assert "ResourceNotFound" in error(gone)
-    shipway(url, "endpoint-configs", "delete", "iris-config")
     shipway(url, "models", "delete", "iris")
     assert json.loads(shipway(url, "models", "list", "--json").stdout) == {"Models": []}
     assert "ResourceNotFound" in error(shipway(url, "models", "delete", "iris", code=1))

@@ -136,7 +136,7 @@ def _schema(server: ShipwayServer) -> BaseSchema:
     ) -> strategies.SearchStrategy[dict[str, Any]]:
         # Sometimes the real resource instead of a generated name. Not for DELETE: deleting the
         # endpoint, its configuration or model would leave every later operation only 404s to
-        # test (generated names there answer 404, or 409 for the model and configuration).
+        # test (generated names there answer 404).
         operation = context.operation
         if operation is None or operation.method.upper() == "DELETE":
             return strategies.just(path_parameters)

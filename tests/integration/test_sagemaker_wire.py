@@ -210,8 +210,6 @@ def test_errors_arrive_as_botos_exceptions(
                              "InstanceType": "ml.t2.medium", "InitialInstanceCount": 1}],
     )  # fmt: skip
     sagemaker.create_endpoint(EndpointName="errors", EndpointConfigName="errors")
-    with pytest.raises(sagemaker.exceptions.ResourceInUse):
-        sagemaker.delete_model(ModelName="errors")
     sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="errors", WaiterConfig=FAST)
 
     with pytest.raises(runtime.exceptions.ValidationError) as unknown:

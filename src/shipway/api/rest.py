@@ -61,7 +61,6 @@ from shipway.domain.errors import (
     AlreadyExists,
     InvalidState,
     NotFound,
-    ResourceInUse,
     ResourceLimitExceeded,
     ShipwayError,
     ValidationError,
@@ -216,7 +215,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
         "/api/models/{name}",
         tags=["models"],
         status_code=204,
-        responses=raises(NotFound, ResourceInUse),
+        responses=raises(NotFound),
     )
     def delete_model(name: str) -> Response:
         services.models.delete_model(name)
@@ -251,7 +250,7 @@ def create_rest_app(platform: Platform) -> FastAPI:
         "/api/endpoint-configs/{name}",
         tags=["endpoint configurations"],
         status_code=204,
-        responses=raises(NotFound, ResourceInUse),
+        responses=raises(NotFound),
     )
     def delete_endpoint_config(name: str) -> Response:
         services.endpoint_configs.delete_endpoint_config(name)

@@ -31,11 +31,12 @@ from shipway.control.lifecycle import VariantObservation, next_status
 from shipway.control.rollout import FleetObservation, Outcome, advance
 from shipway.domain.clock import Clock
 from shipway.domain.deployment import DeploymentPhase
-from shipway.domain.endpoint import Endpoint, EndpointStatus
+from shipway.domain.endpoint import Endpoint, EndpointStatus, find_model
 from shipway.domain.endpoint_config import EndpointConfig, ProductionVariant
 from shipway.domain.errors import ShipwayError
 from shipway.domain.instance import Instance, InstanceStatus
 from shipway.domain.instance_types import InstanceTypeCatalog
+from shipway.domain.model import Model
 from shipway.router.routing import (
     EndpointSnapshot,
     InstanceSnapshot,
@@ -46,6 +47,7 @@ from shipway.router.upstream import Upstream, UpstreamError
 from shipway.server_lock import ServerLock
 from shipway.serving.runtime import resolve_runtime
 from shipway.settings import Settings
+from shipway.store.artifact_use import release_unused
 from shipway.store.artifacts import ArtifactStore
 from shipway.store.metadata import MetadataStore
 
@@ -81,6 +83,8 @@ class _Fleet:
 
     generation: int
     variants: list[tuple[ProductionVariant, int]]
+    models: list[Model]
+    """The endpoint's copies of the models this fleet's configuration names."""
     new: bool = False
     """The new fleet of a deployment in progress."""
 
@@ -295,6 +299,7 @@ class Controller:
             await asyncio.gather(*(self._stop(t, grace) for t in mine))
             await asyncio.to_thread(self._forget_instances, endpoint.endpoint_name)
             await asyncio.to_thread(self._store.endpoints.remove, endpoint.endpoint_name)
+            await self._release(endpoint.models_in_use())
             self._backoff = {
                 k: v for k, v in self._backoff.items() if k[0] != endpoint.endpoint_name
             }
@@ -383,6 +388,7 @@ class Controller:
             fields: dict[str, object] = {
                 "endpoint_config_name": moved.endpoint_config_name,
                 "config": moved.config,
+                "models": moved.models,
                 "variants": moved.variants,
                 "generation": moved.generation,
                 "deployment": None,
@@ -439,11 +445,19 @@ class Controller:
             log.error("endpoint %s: UpdateRollbackFailed: %s", name, moved.reason)
         self._publish()
         if outcome in (Outcome.COMPLETED, Outcome.ROLLED_BACK):
+            # the copies of the fleet that went: their artifacts, unless still needed
+            await self._release(endpoint.models if outcome is Outcome.COMPLETED else moved.models)
             kept = updated.config
             left = _variant_names(endpoint.config) | _variant_names(deployment.config)
             if gone := left - _variant_names(kept):
                 self._removed(name, gone)
         self.wake()  # act on the new targets (start or stop instances) without waiting
+
+    async def _release(self, models: list[Model]) -> None:
+        """Release the cached artifacts of model copies no endpoint keeps any more, unless a
+        model or another endpoint still names them."""
+        if models:
+            await asyncio.to_thread(release_unused, self._store, self._artifacts, models)
 
     def _old_live(self, endpoint: Endpoint) -> dict[str, int]:
         """Instances of the endpoint's current (old) fleet not yet gone, per variant."""
@@ -510,7 +524,7 @@ class Controller:
             if waiting is None or self._clock.monotonic() >= waiting.not_before:
                 try:
                     for _ in range(desired - len(live)):
-                        started = await self._start(endpoint, fleet.generation, variant)
+                        started = await self._start(endpoint, fleet, variant)
                         if started is None:
                             break  # the artifact is still being fetched
                         live.append(started)
@@ -531,9 +545,15 @@ class Controller:
     # --- instances ----------------------------------------------------------------------------
 
     async def _start(
-        self, endpoint: Endpoint, generation: int, variant: ProductionVariant
+        self, endpoint: Endpoint, fleet: _Fleet, variant: ProductionVariant
     ) -> _Tracked | None:
-        model = await asyncio.to_thread(self._store.models.get, variant.model_name or "")
+        """Start one instance of a variant from the endpoint's copy of its model (the model
+        itself may have been deleted since it was deployed, as SageMaker allows)."""
+        generation = fleet.generation
+        name = variant.model_name or ""
+        model = find_model(fleet.models, name)
+        if model is None:  # an endpoint stored before copies were kept
+            model = await asyncio.to_thread(self._store.models.get, name)
         if model is None:
             raise ShipwayError(f"the model {variant.model_name} no longer exists")
         container = model.all_containers()[0]
@@ -779,14 +799,17 @@ def _fleets(endpoint: Endpoint) -> list[_Fleet]:
         (v, v.initial_instance_count or 0) for v in shadows
     ]
     if deployment is None:
-        return [_Fleet(endpoint.generation, current)]
+        return [_Fleet(endpoint.generation, current, endpoint.models)]
     old = [(v, deployment.old_counts.get(v.variant_name, n)) for v, n in current]
     new_config = deployment.config
     new = [
         (v, deployment.new_counts.get(v.variant_name, 0))
         for v in [*new_config.production_variants, *(new_config.shadow_production_variants or [])]
     ]
-    return [_Fleet(endpoint.generation, old), _Fleet(deployment.generation, new, new=True)]
+    return [
+        _Fleet(endpoint.generation, old, endpoint.models),
+        _Fleet(deployment.generation, new, deployment.models, new=True),
+    ]
 
 
 def _is_model_server(pid: int) -> bool:

@@ -16,6 +16,7 @@ from typing import Annotated, Self
 from pydantic import Field, StringConstraints, model_validator
 
 from shipway.domain.endpoint_config import EndpointConfig
+from shipway.domain.model import Model
 from shipway.domain.names import EntityName
 from shipway.domain.shape import Shape
 
@@ -190,6 +191,8 @@ class Deployment(Shape):
     endpoint_config_name: str
     config: EndpointConfig
     """A private copy of the new configuration."""
+    models: list[Model] = Field(default_factory=list)
+    """Private copies of the models the new configuration names (see ``Endpoint.models``)."""
     variants: list[VariantState]
     """The new fleet's production variants, weights and counts (after retained properties)."""
     generation: int

@@ -16,7 +16,7 @@ from shipway.domain.endpoint_config import (
     ServerlessConfig,
     VariantWeight,
 )
-from shipway.domain.model import Tag
+from shipway.domain.model import Model, Tag
 from shipway.domain.names import EntityName
 from shipway.domain.shape import Shape
 
@@ -37,6 +37,7 @@ __all__ = [
     "UpdateEndpointWeightsAndCapacitiesInput",
     "VariantState",
     "VariantStatusValue",
+    "find_model",
 ]
 
 
@@ -130,6 +131,11 @@ class Endpoint(Shape):
     last_modified_time: datetime
     config: EndpointConfig
     """A private copy of the configuration: deleting the named config does not change this."""
+    models: list[Model] = Field(default_factory=list)
+    """Private copies of the models ``config`` names, taken when it was deployed: instances
+    start from these, so deleting a model (or re-creating one of the same name) changes nothing
+    the endpoint runs, as on SageMaker. Empty in rows stored before copies were kept (the
+    controller then reads the model itself)."""
     variants: list[VariantState]
     generation: int = 1
     """Bumped by each change of configuration; instances carry the generation they serve."""
@@ -141,12 +147,15 @@ class Endpoint(Shape):
     """The highest generation handed out, so a new fleet never shares one with an old fleet."""
     tags: list[Tag] | None = None
 
-    def configs_in_use(self) -> list[EndpointConfig]:
-        """The configurations the endpoint serves (none once it is being deleted): its own and,
-        during a deployment, the new one."""
-        if self.endpoint_status is EndpointStatus.DELETING:
-            return []
-        return [self.config, *([self.deployment.config] if self.deployment is not None else [])]
+    def models_in_use(self) -> list[Model]:
+        """The model copies its fleets run (all it keeps, whatever its status: instances may
+        still be stopping): its own and, during a deployment, the new configuration's."""
+        return [*self.models, *(self.deployment.models if self.deployment is not None else [])]
+
+
+def find_model(models: list[Model], name: str) -> Model | None:
+    """The copy of model ``name`` among an endpoint's (names are case-insensitive)."""
+    return next((m for m in models if m.model_name.lower() == name.lower()), None)
 
 
 class EndpointSummary(Shape):

@@ -9,7 +9,7 @@ from shipway.domain.endpoint_config import (
     EndpointConfig,
     EndpointConfigSummary,
 )
-from shipway.domain.errors import NotFound, ResourceInUse, ValidationError
+from shipway.domain.errors import NotFound, ValidationError
 from shipway.domain.instance_types import InstanceTypeCatalog
 from shipway.domain.listing import ListInput
 from shipway.domain.names import Account
@@ -84,15 +84,8 @@ class EndpointConfigService:
         ], token
 
     def delete_endpoint_config(self, name: str) -> None:
-        config = self.describe_endpoint_config(name)
-        users = [
-            e.endpoint_name
-            for e in self._store.endpoints.all()
-            if any(c.endpoint_config_name.lower() == name.lower() for c in e.configs_in_use())
-        ]
-        if users:
-            raise ResourceInUse(
-                f'Cannot delete endpoint configuration "{config.endpoint_config_arn}": '
-                f"endpoint(s) {', '.join(users)} use it. Delete or update those endpoints first."
-            )
+        """Delete the configuration, even while endpoints use it (as SageMaker does): an
+        endpoint keeps its own copy (``Endpoint.config``) and still names it in
+        DescribeEndpoint. The name can be used again at once."""
+        self.describe_endpoint_config(name)
         self._store.endpoint_configs.remove(name)

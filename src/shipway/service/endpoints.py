@@ -36,11 +36,13 @@ from shipway.domain.endpoint import (
     UpdateEndpointWeightsAndCapacitiesInput,
     VariantState,
     VariantStatusValue,
+    find_model,
 )
 from shipway.domain.endpoint_config import EndpointConfig, ProductionVariant
 from shipway.domain.errors import InvalidState, NotFound, ResourceLimitExceeded, ValidationError
 from shipway.domain.instance import Instance, InstanceStatus
 from shipway.domain.listing import ListEndpointsInput
+from shipway.domain.model import Model
 from shipway.domain.names import Account
 from shipway.store.metadata import MetadataStore
 
@@ -78,7 +80,7 @@ class EndpointService:
         return self._account.arn(KIND, name)
 
     def create_endpoint(self, request: CreateEndpointInput) -> CreateEndpointOutput:
-        config = self._config(request.endpoint_config_name)
+        config, models = self._config(request.endpoint_config_name)
         if request.deployment_config is not None:
             self._check_alarms(request.deployment_config)
         self._check_quota(sum(v.initial_instance_count or 0 for v in config.production_variants))
@@ -92,6 +94,7 @@ class EndpointService:
             creation_time=now,
             last_modified_time=now,
             config=config,
+            models=models,
             variants=[
                 VariantState(
                     variant_name=v.variant_name,
@@ -107,18 +110,22 @@ class EndpointService:
         self._on_change(endpoint.endpoint_name)
         return CreateEndpointOutput(endpoint_arn=arn)
 
-    def _config(self, name: str) -> EndpointConfig:
-        """A configuration to deploy: it and every model it names must exist."""
+    def _config(self, name: str) -> tuple[EndpointConfig, list[Model]]:
+        """A configuration to deploy and copies of the models it names (each once): they must
+        all exist now; the endpoint keeps the copies, so later deletions change nothing."""
         config = self._store.endpoint_configs.get(name)
         if config is None:
             raise NotFound(
                 "endpoint configuration", name, self._account.arn("endpoint-config", name)
             )
+        models: dict[str, Model] = {}
         for variant in config.all_variants():
             model_name = variant.model_name or ""
-            if self._store.models.get(model_name) is None:
+            model = self._store.models.get(model_name)
+            if model is None:
                 raise NotFound("model", model_name, self._account.arn("model", model_name))
-        return config
+            models.setdefault(model.model_name.lower(), model)
+        return config, list(models.values())
 
     def _check_alarms(self, policy: DeploymentConfig) -> None:
         names = policy.alarm_names
@@ -140,7 +147,7 @@ class EndpointService:
         """
         endpoint = self.get(request.endpoint_name)
         _check_updatable(endpoint)
-        config = self._config(request.endpoint_config_name)
+        config, models = self._config(request.endpoint_config_name)
         if request.retain_deployment_config and request.deployment_config is not None:
             raise ValidationError(
                 "Give either DeploymentConfig or RetainDeploymentConfig=true, not both."
@@ -181,6 +188,7 @@ class EndpointService:
         deployment = Deployment(
             endpoint_config_name=config.endpoint_config_name,
             config=config,
+            models=models,
             variants=variants,
             generation=generation,
             deployment_config=policy,
@@ -342,7 +350,7 @@ class EndpointService:
                 desired = d.old_counts.get(variant.variant_name, desired)
             summaries.append(
                 ProductionVariantSummary(
-                    **self._summary(endpoint, variant),
+                    **self._summary(endpoint, endpoint.models, variant),
                     current_weight=weight * (1 - share) if serving else None,
                     desired_weight=weight * (1 - heading),
                     current_instance_count=current,
@@ -353,7 +361,7 @@ class EndpointService:
             )
         shadows = [
             ProductionVariantSummary(
-                **self._summary(endpoint, v),
+                **self._summary(endpoint, endpoint.models, v),
                 current_weight=v.weight if serving else None,
                 desired_weight=v.weight,
                 current_instance_count=in_service(endpoint.generation, v.variant_name),
@@ -378,8 +386,12 @@ class EndpointService:
             ),
         )
 
-    def _summary(self, endpoint: Endpoint, variant: ProductionVariant) -> dict[str, Any]:
-        model = self._store.models.get(variant.model_name or "")
+    def _summary(
+        self, endpoint: Endpoint, models: list[Model], variant: ProductionVariant
+    ) -> dict[str, Any]:
+        name = variant.model_name or ""
+        # the copy the fleet runs; endpoints stored before copies were kept read the model
+        model = find_model(models, name) or self._store.models.get(name)
         image = model.all_containers()[0].image if model is not None else None
         return {
             "variant_name": variant.variant_name,
@@ -404,7 +416,7 @@ class EndpointService:
             current = in_service(d.generation, variant.variant_name)
             production.append(
                 PendingProductionVariantSummary(
-                    **self._summary(endpoint, variant),
+                    **self._summary(endpoint, d.models, variant),
                     # the fraction of traffic it takes now; desired: its configured weight
                     current_weight=weights.get(variant.variant_name, 0.0) * d.share / total,
                     desired_weight=weights.get(variant.variant_name, 0.0),
@@ -419,7 +431,7 @@ class EndpointService:
             )
         shadows = [
             PendingProductionVariantSummary(
-                **self._summary(endpoint, v),
+                **self._summary(endpoint, d.models, v),
                 current_weight=0.0,  # mirrored to once the deployment completes
                 desired_weight=v.weight,
                 current_instance_count=in_service(d.generation, v.variant_name),

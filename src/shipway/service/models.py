@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 from shipway.domain.clock import Clock
-from shipway.domain.errors import NotFound, ResourceInUse, ValidationError
+from shipway.domain.errors import NotFound, ValidationError
 from shipway.domain.listing import ListInput
 from shipway.domain.model import (
     ContainerMode,
@@ -16,14 +14,13 @@ from shipway.domain.model import (
 )
 from shipway.domain.names import Account
 from shipway.serving.runtime import resolve_runtime
+from shipway.store.artifact_use import release_unused
 from shipway.store.artifacts import ArtifactStore
 from shipway.store.metadata import MetadataStore
 
 __all__ = ["ModelService"]
 
 KIND = "model"
-
-log = logging.getLogger(__name__)
 
 
 class ModelService:
@@ -77,41 +74,9 @@ class ModelService:
         ], token
 
     def delete_model(self, name: str) -> None:
+        """Delete the model, even while endpoints run it (as SageMaker does): each endpoint
+        runs its own copy (``Endpoint.models``), which also keeps the model's cached artifact
+        until the endpoint has gone. The name can be used again at once."""
         model = self.describe_model(name)
-        users = [
-            e.endpoint_name
-            for e in self._store.endpoints.all()
-            if any(
-                (v.model_name or "").lower() == name.lower()
-                for c in e.configs_in_use()
-                for v in c.all_variants()
-            )
-        ]
-        if users:
-            raise ResourceInUse(
-                f'Cannot delete model "{model.model_arn}": endpoint(s) {", ".join(users)} use it. '
-                "Delete or update those endpoints first."
-            )
         self._store.models.remove(name)
-        self._release_artifacts(model)
-
-    def _release_artifacts(self, deleted: Model) -> None:
-        """Remove the cached artifacts only the deleted model used (another model with the same
-        ModelDataUrl, or whose URL produced the same content, keeps them)."""
-        in_use = {
-            container.model_data_url
-            for model in self._store.models.all()
-            for container in model.all_containers()
-        }
-        for container in deleted.all_containers():
-            if container.model_data_url is None:
-                continue
-            try:
-                removed = self._artifacts.release(container.model_data_url, in_use.__contains__)
-            except OSError:
-                log.warning(
-                    "could not remove the cached artifact of %s", deleted.model_name, exc_info=True
-                )
-                continue
-            for entry in removed:
-                log.info("removed the cached artifact %s of model %s", entry, deleted.model_name)
+        release_unused(self._store, self._artifacts, [model])

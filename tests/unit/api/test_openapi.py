@@ -56,7 +56,7 @@ def statuses(spec: dict[str, Any], method: str, path: str) -> set[int]:
         ("post", "/api/models", {201, 400, 403, 409, 413}),
         ("get", "/api/models", {200, 400, 403}),
         ("get", "/api/models/{name}", {200, 400, 403, 404}),
-        ("delete", "/api/models/{name}", {204, 400, 403, 404, 409}),
+        ("delete", "/api/models/{name}", {204, 400, 403, 404}),
         ("post", "/api/endpoint-configs", {201, 400, 403, 404, 409, 413}),
         ("post", "/api/endpoints", {201, 400, 403, 404, 409, 413, 429}),
         ("put", "/api/endpoints/{name}", {200, 400, 403, 404, 409, 413, 429}),

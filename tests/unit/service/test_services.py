@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,6 @@ from shipway.domain.errors import (
     AlreadyExists,
     InvalidState,
     NotFound,
-    ResourceInUse,
     ValidationError,
 )
 from shipway.domain.instance import Instance, InstanceStatus
@@ -27,6 +27,7 @@ from shipway.domain.model import CreateModelInput
 from shipway.domain.names import Account
 from shipway.domain.shape import parse
 from shipway.service import EndpointConfigService, EndpointService, ModelService
+from shipway.store.artifact_use import release_unused
 from shipway.store.artifacts import ArtifactStore
 from shipway.store.metadata import MetadataStore
 
@@ -374,19 +375,21 @@ def test_an_unknown_instance_type_is_a_validation_error_listing_known_types(
     assert services.store.endpoint_configs.get("c") is None
 
 
-def test_deleting_an_endpoint_config_an_endpoint_uses_is_resource_in_use(
-    services: Services,
-) -> None:
+def test_an_endpoint_config_an_endpoint_uses_can_be_deleted(services: Services) -> None:
+    """As on SageMaker: the endpoint keeps its copy and still names the config."""
     services.model("m")
     services.config("c")
     services.endpoint("orders", "c")
 
-    with pytest.raises(ResourceInUse) as caught:
-        services.configs.delete_endpoint_config("C")
+    services.configs.delete_endpoint_config("C")
 
-    assert "orders" in caught.value.message
-    assert caught.value.code == "ResourceInUse"
-    assert services.store.endpoint_configs.get("c") is not None
+    assert services.store.endpoint_configs.get("c") is None
+    described = services.endpoints.describe_endpoint("orders")
+    assert described.endpoint_config_name == "c"
+    assert services.config("c", variant(name="other")) == f"{ARN}:endpoint-config/c"
+    endpoint = services.store.endpoints.get("orders")
+    assert endpoint is not None
+    assert [v.variant_name for v in endpoint.config.production_variants] == ["primary"]
 
 
 # -- endpoints --------------------------------------------------------------------------------
@@ -565,17 +568,53 @@ def test_an_endpoint_whose_model_was_deleted_is_not_found_for_the_model(
     assert services.store.endpoints.get("e") is None
 
 
-def test_deleting_a_model_an_endpoint_uses_is_resource_in_use(services: Services) -> None:
+def test_a_model_an_endpoint_runs_can_be_deleted_and_its_name_reused(
+    services: Services, tmp_path: Path
+) -> None:
+    """As on SageMaker: the endpoint runs its own copy of the model, whatever happens to it."""
     services.model("m")
     services.config("c")
     services.endpoint("orders", "c")
 
-    with pytest.raises(ResourceInUse) as caught:
-        services.models.delete_model("M")
+    services.models.delete_model("M")
 
-    assert f"{ARN}:model/m" in caught.value.message
-    assert "orders" in caught.value.message
-    assert services.store.models.get("m") is not None
+    assert services.store.models.get("m") is None
+    other = tmp_path / "other"
+    other.mkdir()
+    services.model("m", Image="xgboost", ModelDataUrl=str(other))
+    endpoint = services.store.endpoints.get("orders")
+    assert endpoint is not None
+    assert [m.model_name for m in endpoint.models] == ["m"]
+    container = endpoint.models[0].primary_container
+    assert container is not None
+    assert (container.image, container.model_data_url) == ("sklearn", str(services.model_dir))
+    variants = services.endpoints.describe_endpoint("orders").production_variants or []
+    images = variants[0].deployed_images or []
+    assert images[0].specified_image == "sklearn"
+
+
+def test_an_endpoint_keeps_the_cached_artifact_of_a_deleted_model_until_it_goes(
+    services: Services, tmp_path: Path
+) -> None:
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "model.joblib").write_bytes(b"weights")
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "packed" / "model.joblib", arcname="model.joblib")
+    artifacts = ArtifactStore(tmp_path / "cache")  # the cache the model service releases from
+    services.model("m", ModelDataUrl=str(archive))
+    entry = artifacts.fetch(str(archive))
+    services.config("c")
+    services.endpoint("e", "c")
+
+    services.models.delete_model("m")
+
+    assert entry.is_dir()  # the endpoint's copy still needs it
+    endpoint = services.store.endpoints.get("e")
+    assert endpoint is not None
+    services.store.endpoints.remove("e")  # what the controller does once instances stopped
+    assert release_unused(services.store, artifacts, endpoint.models_in_use()) == [entry]
+    assert not entry.exists()
 
 
 def test_a_model_can_be_deleted_once_its_endpoint_is_gone(services: Services) -> None:
@@ -606,7 +645,9 @@ def test_an_endpoint_being_deleted_no_longer_holds_its_config_and_model(
     assert services.store.models.get("m") is None
 
 
-def test_the_config_a_deployment_moves_to_is_in_use(services: Services) -> None:
+def test_the_config_and_models_a_deployment_moves_to_can_be_deleted(
+    services: Services,
+) -> None:
     services.model("m")
     services.model("m2")
     services.config("c")
@@ -619,7 +660,13 @@ def test_the_config_a_deployment_moves_to_is_in_use(services: Services) -> None:
         parse(UpdateEndpointInput, {"EndpointName": "e", "EndpointConfigName": "c2"})
     )
 
-    with pytest.raises(ResourceInUse, match="endpoint\\(s\\) e use it"):
-        services.configs.delete_endpoint_config("c2")
-    with pytest.raises(ResourceInUse):
-        services.models.delete_model("m2")
+    services.configs.delete_endpoint_config("c2")
+    services.models.delete_model("m2")
+    services.models.delete_model("m")
+
+    endpoint = services.store.endpoints.get("e")
+    assert endpoint is not None
+    assert endpoint.deployment is not None
+    assert [m.model_name for m in endpoint.models] == ["m"]
+    assert [m.model_name for m in endpoint.deployment.models] == ["m2"]
+    assert endpoint.deployment.config.endpoint_config_name == "c2"
