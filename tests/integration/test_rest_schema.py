@@ -24,7 +24,7 @@ import schemathesis
 import schemathesis.engine
 from hypothesis import strategies
 from schemathesis.config import SchemathesisConfig
-from schemathesis.config._checks import PositiveDataAcceptanceConfig
+from schemathesis.config._checks import NegativeDataRejectionConfig, PositiveDataAcceptanceConfig
 from schemathesis.core.failures import Failure
 from schemathesis.core.transport import Response
 from schemathesis.engine import Status, events
@@ -121,9 +121,15 @@ def _schema(server: ShipwayServer) -> BaseSchema:
     # Schema-valid is not always valid: opaque NextTokens, EndTime after StartTime, "exactly one
     # of Statistic and ExtendedStatistic", names' patterns the body schemas do not carry yet. So
     # a schema-valid request may be refused with 400, but never with a 5xx (the default allows
-    # 5xx here, leaving it to not_a_server_error; 5xx stays a failure there).
+    # 5xx here, leaving it to not_a_server_error; 5xx stays a failure there). An invocation's
+    # body is opaque to the spec: the model may refuse it, which is ModelError (424).
     project.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(
-        expected_statuses=["2xx", "400", "401", "403", "404", "409", "429"]
+        expected_statuses=["2xx", "400", "401", "403", "404", "409", "424", "429"]
+    )
+    # A text/csv body is bytes: schemathesis's "integer instead of string" is the same bytes on
+    # the wire, and a model refusing them (424 ModelError) is the refusal.
+    project.checks.negative_data_rejection = NegativeDataRejectionConfig(
+        expected_statuses=[*NegativeDataRejectionConfig().expected_statuses, "424"]
     )
     project.generation.update(max_examples=EXAMPLES, deterministic=True, database="none")
     schema = schemathesis.openapi.from_url(
