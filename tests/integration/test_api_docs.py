@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -14,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from tests.fixtures.optional import absent, needs
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, module_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Route
@@ -30,11 +29,7 @@ REDOCLY_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 offline the image hides itself."""
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
-    running = start_server(tmp_path_factory.mktemp("docs") / "home")
-    yield running
-    running.stop()
+server = module_server("docs")
 
 
 class _Assets(HTMLParser):

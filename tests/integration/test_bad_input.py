@@ -5,24 +5,19 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.fixtures import models
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, module_server
 from tests.integration.deploy import deploy, invoke_json
 
 ARN = "arn:aws:sagemaker:us-east-1:123456789012"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
-    running = start_server(tmp_path_factory.mktemp("bad") / "home")
-    yield running
-    running.stop()
+server = module_server("bad")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 from typer.testing import CliRunner, Result
 
 from shipway.cli.main import app as cli
-from tests.fixtures.server import ShipwayServer, start_secured_server, start_server
+from tests.fixtures.server import ShipwayServer, module_server, start_secured_server
 from tests.integration.deploy import deploy
 
 REGION = "us-east-1"
@@ -41,11 +41,7 @@ FORM = "application/x-www-form-urlencoded; charset=utf-8"
 NO_RETRIES = Config(retries={"max_attempts": 1})
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
-    running = start_server(tmp_path_factory.mktemp("cloudwatch") / "home")
-    yield running
-    running.stop()
+server = module_server("cloudwatch")
 
 
 def cloudwatch_client(

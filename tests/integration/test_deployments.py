@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,16 @@ def share_of_v2(load: Load, count: int = 1000) -> float:
     return sum(o.version == "2" for o in answers) / len(answers)
 
 
+def settled_share_of_v2(load: Load, count: int = 1000) -> float:
+    """``share_of_v2`` once the router has the new weights: the deployment's state is stored a
+    moment before the routing table changes, so first wait for 200 answers in a row from
+    version 2 (at most 10 s), then measure ``count`` more."""
+    deadline = time.monotonic() + 10
+    while share_of_v2(load, 200) != 1.0 and time.monotonic() < deadline:
+        pass
+    return share_of_v2(load, count)
+
+
 def generations(platform: RunningPlatform, name: str = "e") -> dict[int, int]:
     with platform.client() as client:
         instances = client.get(f"/api/endpoints/{name}/instances").json()["Instances"]
@@ -118,80 +129,96 @@ def body(model: VersionedModel) -> bytes:
     return json.dumps(model.rows).encode()
 
 
+@contextmanager
+def watcher(url: str, name: str) -> Iterator[subprocess.Popen[str]]:
+    """``shipway endpoints watch`` in the background; killed if the test fails before it ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shipway", "--url", url, "endpoints", "watch", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for stream in (process.stdout, process.stderr):
+            assert stream is not None
+            stream.close()
+        process.wait()
+
+
 def test_canary_moves_traffic_in_two_steps_with_bakes_then_removes_the_old_fleet(
     platform: RunningPlatform, sagemaker: Any, endpoint: str, model: VersionedModel
 ) -> None:
-    with Load(platform.url, endpoint, body(model)) as load:
-        load.wait_for(50, 0)
-        sagemaker.update_endpoint(
-            EndpointName=endpoint,
-            EndpointConfigName="v2",
-            DeploymentConfig={
-                "BlueGreenUpdatePolicy": {
-                    "TrafficRoutingConfiguration": {
-                        "Type": "CANARY",
-                        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25},
-                        "WaitIntervalInSeconds": 300,
-                    },
-                    "TerminationWaitInSeconds": 120,
-                    "MaximumExecutionTimeoutInSeconds": 1800,
-                }
-            },
+    with ExitStack() as stack:  # the watcher is killed if the test fails before it ends
+        with Load(platform.url, endpoint, body(model)) as load:
+            load.wait_for(50, 0)
+            sagemaker.update_endpoint(
+                EndpointName=endpoint,
+                EndpointConfigName="v2",
+                DeploymentConfig={
+                    "BlueGreenUpdatePolicy": {
+                        "TrafficRoutingConfiguration": {
+                            "Type": "CANARY",
+                            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+                            "WaitIntervalInSeconds": 300,
+                        },
+                        "TerminationWaitInSeconds": 120,
+                        "MaximumExecutionTimeoutInSeconds": 1800,
+                    }
+                },
+            )
+            described = sagemaker.describe_endpoint(EndpointName=endpoint)
+            assert described["EndpointStatus"] == "Updating"
+            assert described["PendingDeploymentSummary"]["EndpointConfigName"] == "v2"
+
+            wait_phase(platform, "Baking", 0)
+            described = sagemaker.describe_endpoint(EndpointName=endpoint)
+            pending = described["PendingDeploymentSummary"]["ProductionVariants"][0]
+            assert pending["VariantStatus"][0]["Status"] == "Baking"
+            assert pending["CurrentWeight"] == pytest.approx(0.25)
+            assert described["ProductionVariants"][0]["CurrentWeight"] == pytest.approx(0.75)
+            assert share_of_v2(load) == pytest.approx(0.25, abs=0.05)
+            shown = shipway(platform, "endpoints", "describe", endpoint)
+            assert shown.returncode == 0, shown.stderr
+            assert "Deploying v2" in shown.stdout
+            assert "Baking: 25% of traffic on the new fleet (step 1 of 2)" in " ".join(
+                shown.stdout.split()
+            )
+
+            watching = stack.enter_context(watcher(platform.url, "e"))
+
+            platform.clock.advance(299)
+            load.wait_for(50, load.mark())
+            assert deployment(platform)["Phase"] == "Baking"  # type: ignore[index]
+            platform.clock.advance(1)
+            wait_phase(platform, "Baking", 1)
+            assert settled_share_of_v2(load) == 1.0
+
+            platform.clock.advance(300)
+            wait_phase(platform, "TerminationWait", 1)
+            assert generations(platform) == {1: 2, 2: 2}  # the old fleet waits, idle
+            described = sagemaker.describe_endpoint(EndpointName=endpoint)
+            assert described["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Deleting"
+            platform.clock.advance(120)
+            described = wait_in_service(sagemaker, endpoint)
+            wait_until(lambda: generations(platform) == {2: 2}, 30, "the old fleet to go")
+            assert share_of_v2(load, 100) == 1.0
+
+        assert load.failures() == []
+        assert described["EndpointConfigName"] == "v2"
+        assert "PendingDeploymentSummary" not in described
+        watched, live = watching.communicate(timeout=30)
+        assert watching.returncode == 0, live
+        assert "Deployed: endpoint e is InService on v2." in watched
+        assert "Updating to v2 — blue/green, canary 25%" in live  # the live view, on stderr
+        assert (
+            described["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"]
+            == 120
         )
-        described = sagemaker.describe_endpoint(EndpointName=endpoint)
-        assert described["EndpointStatus"] == "Updating"
-        assert described["PendingDeploymentSummary"]["EndpointConfigName"] == "v2"
-
-        wait_phase(platform, "Baking", 0)
-        described = sagemaker.describe_endpoint(EndpointName=endpoint)
-        pending = described["PendingDeploymentSummary"]["ProductionVariants"][0]
-        assert pending["VariantStatus"][0]["Status"] == "Baking"
-        assert pending["CurrentWeight"] == pytest.approx(0.25)
-        assert described["ProductionVariants"][0]["CurrentWeight"] == pytest.approx(0.75)
-        assert share_of_v2(load) == pytest.approx(0.25, abs=0.05)
-        shown = shipway(platform, "endpoints", "describe", endpoint)
-        assert shown.returncode == 0, shown.stderr
-        assert "Deploying v2" in shown.stdout
-        assert "Baking: 25% of traffic on the new fleet (step 1 of 2)" in " ".join(
-            shown.stdout.split()
-        )
-
-        watching = subprocess.Popen(
-            [sys.executable, "-m", "shipway", "--url", platform.url, "endpoints", "watch", "e"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "COLUMNS": "200"},
-        )
-
-        platform.clock.advance(299)
-        load.wait_for(50, load.mark())
-        assert deployment(platform)["Phase"] == "Baking"  # type: ignore[index]
-        platform.clock.advance(1)
-        wait_phase(platform, "Baking", 1)
-        assert share_of_v2(load) == 1.0
-
-        platform.clock.advance(300)
-        wait_phase(platform, "TerminationWait", 1)
-        assert generations(platform) == {1: 2, 2: 2}  # the old fleet waits, idle
-        described = sagemaker.describe_endpoint(EndpointName=endpoint)
-        assert described["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Deleting"
-        platform.clock.advance(120)
-        described = wait_in_service(sagemaker, endpoint)
-        wait_until(lambda: generations(platform) == {2: 2}, 30, "the old fleet to go")
-        assert share_of_v2(load, 100) == 1.0
-
-    assert load.failures() == []
-    assert described["EndpointConfigName"] == "v2"
-    assert "PendingDeploymentSummary" not in described
-    watched, live = watching.communicate(timeout=30)
-    assert watching.returncode == 0, live
-    assert "Deployed: endpoint e is InService on v2." in watched
-    assert "Updating to v2 — blue/green, canary 25%" in live  # the live view, on stderr
-    assert (
-        described["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"]
-        == 120
-    )
 
 
 def test_linear_moves_a_quarter_of_the_traffic_per_step(
@@ -262,7 +289,7 @@ def test_rolling_replaces_one_instance_per_batch(
         platform.clock.advance(120)
         wait_phase(platform, "Baking", 1)
         wait_until(lambda: generations(platform) == {1: 1, 2: 2}, 30, "one old instance to go")
-        assert share_of_v2(load) == 1.0
+        assert settled_share_of_v2(load) == 1.0
         platform.clock.advance(120)
         described = wait_in_service(sagemaker, endpoint)
         wait_until(lambda: generations(platform) == {2: 2}, 30, "the old fleet to go")

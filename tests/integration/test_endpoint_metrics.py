@@ -8,22 +8,16 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.fixtures import models
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, module_server
 from tests.integration.deploy import deploy
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
-    running = start_server(tmp_path_factory.mktemp("metrics") / "home")
-    yield running
-    running.stop()
+server = module_server("metrics")
 
 
 @pytest.fixture(scope="module")

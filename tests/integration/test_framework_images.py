@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -14,7 +13,7 @@ import pytest
 
 from tests.fixtures import models
 from tests.fixtures.s3 import S3Bucket
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, module_server, start_server
 from tests.integration.deploy import deploy
 
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -57,11 +56,7 @@ INFERENCE_PY = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
-    running = start_server(tmp_path_factory.mktemp("framework-images") / "home")
-    yield running
-    running.stop()
+server = module_server("framework-images")
 
 
 def header_less_csv(rows: np.ndarray) -> str:

@@ -9,22 +9,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.fixtures import models
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, module_server
 from tests.integration.deploy import deploy
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
-    running = start_server(tmp_path_factory.mktemp("invoke") / "home")
-    yield running
-    running.stop()
+server = module_server("invoke")
 
 
 @pytest.fixture(scope="module")

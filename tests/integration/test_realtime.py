@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from shipway.cli.main import app
 from tests.fixtures import models
 from tests.fixtures.s3 import S3Bucket
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, module_server, start_server
 from tests.integration.deploy import deploy, invoke_json
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
-    running = start_server(tmp_path_factory.mktemp("realtime") / "home")
-    yield running
-    running.stop()
+server = module_server("realtime")
 
 
 runner = CliRunner()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,18 +14,14 @@ import httpx
 import pytest
 
 from tests.fixtures import models
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, module_server, start_server
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012"
 FAST = {"Delay": 1, "MaxAttempts": 60}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
-    running = start_server(tmp_path_factory.mktemp("wire") / "home")
-    yield running
-    running.stop()
+server = module_server("wire")
 
 
 def _client(server: ShipwayServer, service: str) -> Any:

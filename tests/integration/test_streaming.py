@@ -21,7 +21,7 @@ import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from tests.fixtures import models
-from tests.fixtures.server import ShipwayServer, run_model_server, start_server
+from tests.fixtures.server import ShipwayServer, module_server, run_model_server, start_server
 from tests.integration.deploy import deploy
 
 TOKENS_PY = textwrap.dedent(
@@ -72,11 +72,7 @@ def runtime_client(server: ShipwayServer) -> Any:
     )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
-    running = start_server(tmp_path_factory.mktemp("streaming") / "home")
-    yield running
-    running.stop()
+server = module_server("streaming")
 
 
 @pytest.fixture(scope="module")

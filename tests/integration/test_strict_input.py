@@ -4,7 +4,6 @@ of the raw API would be) and the REST API."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, module_server
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -21,11 +20,7 @@ VARIANT = {"VariantName": "v", "ModelName": "m", "InstanceType": "ml.m5.large",
            "InitialInstanceCount": 1}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
-    running = start_server(tmp_path_factory.mktemp("strict") / "home")
-    yield running
-    running.stop()
+server = module_server("strict")
 
 
 @pytest.fixture(scope="module")
