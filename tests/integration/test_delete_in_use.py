@@ -143,6 +143,7 @@ def wait_for_replacement(server: ShipwayServer, name: str, gone: set[int]) -> No
     raise AssertionError(f"no instance replaced the killed one:\n{server.log()}")
 
 
+@pytest.mark.slow
 def test_an_endpoint_outlives_its_deleted_config_and_model(
     server: ShipwayServer, tmp_path: Path
 ) -> None:

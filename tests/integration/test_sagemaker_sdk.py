@@ -42,6 +42,9 @@ NO_TELEMETRY = {
     "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
 }
 
+# The SDK's deploy() polls every 30 s, and each test starts an endpoint: tens of seconds.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:

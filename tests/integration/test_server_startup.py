@@ -27,6 +27,9 @@ from tests.integration.deploy import deploy, invoke_json
 REFUSAL_SECONDS = 30.0
 """Generous: the refused server only imports and exits, but the machine may be busy."""
 
+# Each test runs servers for 20 s or more (several starts, a kill -9, PostgreSQL).
+pytestmark = pytest.mark.slow
+
 
 def _pids(server: ShipwayServer, name: str) -> dict[str, int]:
     with server.client() as client:
