@@ -115,6 +115,9 @@ class Reader:
             "SHIPWAY_URL": f"http://127.0.0.1:{self.ports['8080']}",
             "PYTHONUNBUFFERED": "1",
         }
+        pip_config = Path.home() / ".config" / "pip" / "pip.conf"
+        if pip_config.exists() and "PIP_CONFIG_FILE" not in self.env:
+            self.env["PIP_CONFIG_FILE"] = str(pip_config)  # the real HOME's package index
         self.background: list[Background] = []
 
     def rewrite(self, code: str) -> str:
