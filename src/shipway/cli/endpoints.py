@@ -200,10 +200,11 @@ def update(
 ) -> None:
     """Deploy a new configuration to an endpoint; exit 1 if the deployment rolls back.
 
-    Blue/green all at once (the default), --canary, --linear or --rolling, each step baked for
-    --bake while the --alarm alarms are watched. TIME is seconds, or 90s, 5m, 1h.
+    Blue/green all at once (the default), --canary, --linear or --rolling;
+    each step bakes for --bake while the --alarm alarms are watched.
+    TIME is seconds, or 90s, 5m, 1h. Example:
 
-    Example: shipway endpoints update e --config v2 --canary 10% --bake 5m --alarm e-5xx
+    shipway endpoints update e --config v2 --canary 10% --bake 5m --alarm e-5xx
     """
     client = ctx.ensure_object(ShipwayClient)
     chosen = [flag for flag, value in (("--canary", canary), ("--linear", linear),
