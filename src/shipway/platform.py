@@ -124,6 +124,7 @@ class Platform:
             uid_base=settings.instance_uid_base,
             cgroups=settings.instance_cgroups,
             protected=[p for p in (settings.home, settings.access_keys_file) if p is not None],
+            unchanging=[settings.artifact_cache],
         )
         self.controller = Controller(
             store=self.store,

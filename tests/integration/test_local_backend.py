@@ -100,3 +100,66 @@ def test_a_stale_socket_folder_of_a_dead_server_is_removed(tmp_path: Path) -> No
         assert not stale.exists()
     finally:
         asyncio.run(backend.close(0))
+
+
+UID_BASE = 1_900_000_000
+
+
+def _uid(pid: int) -> int:
+    """The real user id of a running process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="instances get users of their own from root only")
+def test_an_instance_runs_as_a_user_of_its_own_unless_its_model_is_closed_to_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model others may read runs as a user of its own; one only root may read still runs,
+    as root without capabilities, and the server says why and how to change it."""
+
+    async def serving_uid(backend: LocalBackend, instance_id: str, model: Path) -> int:
+        spec = InstanceSpec(
+            instance_id=instance_id,
+            model_name="leaky",
+            runtime=resolve_runtime("python"),
+            model_dir=model,
+            instance_type=SMALL,
+        )
+        started = await backend.start(spec)
+        assert started.pid is not None
+        try:
+            socket_path = started.address[len("unix:") :]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if await asyncio.to_thread(_ping, socket_path) == 200:
+                        return _uid(started.pid)
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"instance {instance_id} did not come up")
+        finally:
+            await backend.stop(instance_id, 5.0)
+
+    async def scenario() -> None:
+        backend = LocalBackend(
+            tmp_path / "logs", tmp_path / "run", uid_base=UID_BASE, unchanging=[tmp_path / "cache"]
+        )
+        try:
+            open_model = _model(tmp_path / "open")
+            assert await serving_uid(backend, "open-1", open_model) >= UID_BASE
+
+            closed_model = _model(tmp_path / "closed")
+            (closed_model / "code" / "inference.py").chmod(0o600)
+            with caplog.at_level("WARNING", logger="shipway.compute.local"):
+                assert await serving_uid(backend, "closed-1", closed_model) == 0
+            assert "is not readable by other users (chmod -R o+rX" in caplog.text
+
+            # an ordinary folder is looked at again at every start: opened, it gets its user
+            (closed_model / "code" / "inference.py").chmod(0o644)
+            assert await serving_uid(backend, "closed-2", closed_model) >= UID_BASE
+        finally:
+            await backend.close(1.0)
+
+    asyncio.run(scenario())

@@ -81,12 +81,15 @@ class LocalBackend:
         *,
         network: bool = False,
         protected: Sequence[Path] = (),
+        unchanging: Sequence[Path] = (),
         cgroups: bool = True,
         uid_base: int | None = None,
         python: str = sys.executable,
     ) -> None:
         """``run_dir`` holds the instances' scratch folders; ``network`` lets instances use
         the host's network; ``protected`` paths must stay out of every instance's reach;
+        model folders under an ``unchanging`` folder (the artifact cache: content-keyed, written
+        once) are checked for other users' access once, not at every instance start;
         ``cgroups`` False does without control groups even where they are writable; with
         ``uid_base``, a server running as root runs each instance as a user of its own
         (``uid_base``, ``uid_base + 1``...)."""
@@ -94,6 +97,8 @@ class LocalBackend:
         self._run_dir = run_dir
         self._network = network
         self._protected = [str(p) for p in protected]
+        self._unchanging = [Path(p) for p in unchanging]
+        self._open: dict[Path, bool] = {}
         self._python = python
         self._processes: dict[str, _Process] = {}
         _remove_stale_socket_folders()
@@ -106,13 +111,23 @@ class LocalBackend:
         if self._cgroups is None:
             log.info("no writable cgroups: instances are pinned to cores and their memory watched")
 
+    async def _open_to_others(self, model_dir: Path) -> bool:
+        """Whether other users may read the model folder (walked in a thread: a model may hold
+        many files); remembered for folders that cannot change."""
+        if (known := self._open.get(model_dir)) is not None:
+            return known
+        open_ = await asyncio.to_thread(_open_to_others, model_dir)
+        if any(model_dir.is_relative_to(root) for root in self._unchanging):
+            self._open[model_dir] = open_
+        return open_
+
     async def start(self, spec: InstanceSpec) -> StartedInstance:
         self._log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         scratch = self._run_dir / spec.instance_id
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(mode=0o700, parents=True)
         user = self._free_user()
-        if user is not None and not await asyncio.to_thread(_open_to_others, spec.model_dir):
+        if user is not None and not await self._open_to_others(spec.model_dir):
             log.warning(
                 "instance %s runs as user 0 (without capabilities), not a user of its own: its "
                 "model folder %s is not readable by other users (chmod -R o+rX to change that)",
