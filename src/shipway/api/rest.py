@@ -435,33 +435,22 @@ def create_rest_app(platform: Platform) -> FastAPI:
         were combined."""
         until = end.timestamp() if end is not None else services.clock.time()
         since = start.timestamp() if start is not None else until - 3600
-        if variant is not None:
-            variants = [variant]
-            points = services.metrics.query(
-                metric,
-                {"EndpointName": endpoint, "VariantName": variant},
-                start=since,
-                end=until,
-                period=period,
-                statistic=statistic,
-                namespace=namespace,
-            )
-        else:
-            combined = endpoint_datapoints(
-                services.metrics,
-                services.endpoints,
-                metric,
-                endpoint,
-                start=since,
-                end=until,
-                period=period,
-                statistic=statistic,
-                namespace=namespace,
-            )
-            variants, points = combined.variants, combined.datapoints
+        combined = endpoint_datapoints(
+            services.metrics,
+            services.endpoints,
+            metric,
+            endpoint,
+            start=since,
+            end=until,
+            period=period,
+            statistic=statistic,
+            namespace=namespace,
+            variant=variant,
+        )
+        points = combined.datapoints
         return {
             "Label": metric,
-            "Variants": variants,
+            "Variants": combined.variants,
             "Datapoints": [
                 {"Timestamp": p.timestamp, statistic: p.value, "SampleCount": p.sample_count}
                 for p in points

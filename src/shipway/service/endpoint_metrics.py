@@ -41,21 +41,18 @@ def endpoint_datapoints(
     period: int,
     statistic: str,
     namespace: str = SAGEMAKER,
+    variant: str | None = None,
 ) -> EndpointDatapoints:
     """``statistic`` of ``metric`` per ``period`` in [start, end) over the endpoint's production
-    variants (module doc); no datapoints when it has none recorded."""
-    shadows = _shadow_variants(endpoints, endpoint_name)
-    variants = sorted(
-        {
-            dict(series.dimensions)["VariantName"]
-            for series in metrics.series(namespace, metric, EndpointName=endpoint_name)
-            if {key for key, _ in series.dimensions} == _VARIANT_DIMENSIONS
-        }
-        - shadows
+    variants (module doc), or of one ``variant``; no datapoints when none are recorded."""
+    variants = (
+        [variant]
+        if variant is not None
+        else _production_variants(metrics, endpoints, metric, endpoint_name, namespace)
     )
     points = metrics.query_combined(
         metric,
-        [{"EndpointName": endpoint_name, "VariantName": variant} for variant in variants],
+        [{"EndpointName": endpoint_name, "VariantName": name} for name in variants],
         start=start,
         end=end,
         period=period,
@@ -63,6 +60,22 @@ def endpoint_datapoints(
         namespace=namespace,
     )
     return EndpointDatapoints(variants, points)
+
+
+def _production_variants(
+    metrics: MetricsStore,
+    endpoints: EndpointService,
+    metric: str,
+    endpoint_name: str,
+    namespace: str,
+) -> list[str]:
+    """The variants with series of ``metric``, shadows left out."""
+    recorded = {
+        dict(series.dimensions)["VariantName"]
+        for series in metrics.series(namespace, metric, EndpointName=endpoint_name)
+        if {key for key, _ in series.dimensions} == _VARIANT_DIMENSIONS
+    }
+    return sorted(recorded - _shadow_variants(endpoints, endpoint_name))
 
 
 def _shadow_variants(endpoints: EndpointService, endpoint_name: str) -> set[str]:
