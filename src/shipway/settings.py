@@ -7,6 +7,7 @@ Every field can be set from the environment as ``SHIPWAY_<FIELD>`` (``SHIPWAY_HO
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -96,6 +97,18 @@ class Settings(BaseSettings):
     """When the server runs as root, each instance runs as a user of its own, from this id up
     (no /etc/passwd entry is needed). Unset (null) runs instances as user 0, every capability
     dropped: not recommended."""
+
+    instance_start: Literal["fork", "spawn"] = "fork"
+    """How instances start: ``fork`` from a pre-started parent per runtime (a zygote that has
+    imported the model server and the runtime's libraries), so an instance pays only for
+    loading its model; ``spawn`` a new interpreter each time (slower, nothing shared)."""
+
+    autoscaling_interval_seconds: float = Field(default=60.0, gt=0)
+    """How often scaling policies are evaluated (Application Auto Scaling: every minute).
+    TargetValue keeps its per-minute meaning at any interval."""
+    serverless_idle_seconds: float = Field(default=300.0, ge=0)
+    """A serverless variant with no request for this long scales to zero: no process of it
+    remains (its provisioned concurrency stays warm)."""
 
     max_batch_size: int = 64
     """Adaptive batching: most requests merged into one predict call."""
