@@ -813,7 +813,10 @@ def _fleets(endpoint: Endpoint) -> list[_Fleet]:
 
 
 def _is_model_server(pid: int) -> bool:
+    """Whether ``pid`` is a model server: one spawned (``python -m shipway.serving``) or one
+    forked from a zygote (whose command line it keeps: ``python -m shipway.compute.zygote``)."""
     try:
-        return b"shipway.serving" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+    return b"shipway.serving" in command or b"shipway.compute.zygote" in command
