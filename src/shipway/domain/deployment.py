@@ -15,7 +15,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
-from shipway.domain.endpoint_config import EndpointConfig
+from shipway.domain.endpoint_config import EndpointConfig, ServerlessConfig
 from shipway.domain.model import Model
 from shipway.domain.names import EntityName
 from shipway.domain.shape import Shape
@@ -178,11 +178,14 @@ class Step(Shape):
 
 
 class VariantState(Shape):
-    """What an endpoint wants of one production variant: its weight and instance count."""
+    """What an endpoint wants of one production variant: its weight and instance count, or for
+    a serverless variant its serverless configuration (memory, concurrency limit, provisioned
+    concurrency), which UpdateEndpointWeightsAndCapacities and the autoscaler change."""
 
     variant_name: str
     desired_weight: float
     desired_instance_count: int
+    desired_serverless_config: ServerlessConfig | None = None
 
 
 class Deployment(Shape):
