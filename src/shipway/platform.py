@@ -116,6 +116,7 @@ class Platform:
             ),
             max_timeouts=settings.instance_max_timeouts,
             instance_log=lambda instance_id: self.backend.log_path(instance_id),
+            on_demand=lambda _name: self.controller.wake(),  # a serverless cold start
         )
         self.backend = backend or LocalBackend(
             settings.log_dir,
@@ -138,6 +139,8 @@ class Platform:
             mark_up=self.router.table.mark_up,
             firing=self._firing,
             removed=self.router.forget_metrics,  # their series leave /metrics
+            demand=self.router.demand,
+            metrics=self.metrics,
         )
         self.models = ModelService(self.store, self.artifacts, account, self.clock)
         self.endpoint_configs = EndpointConfigService(self.store, self.catalog, account, self.clock)

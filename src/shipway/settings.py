@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     serverless_idle_seconds: float = Field(default=300.0, ge=0)
     """A serverless variant with no request for this long scales to zero: no process of it
     remains (its provisioned concurrency stays warm)."""
+    serverless_concurrency_per_instance: int = Field(default=10, ge=1)
+    """Requests in flight one instance of a serverless variant takes (its model server batches
+    them): the variant runs one instance per this many, up to its MaxConcurrency's worth."""
 
     max_batch_size: int = 64
     """Adaptive batching: most requests merged into one predict call."""

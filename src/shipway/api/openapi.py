@@ -36,6 +36,7 @@ from shipway.domain.errors import (
     ResourceLimitExceeded,
     ServiceUnavailable,
     ShipwayError,
+    Throttled,
     ValidationError,
 )
 
@@ -99,6 +100,7 @@ ERROR_STATUSES: Final[tuple[tuple[type[ShipwayError], int, str], ...]] = (
     (ResourceLimitExceeded, 429, "ResourceLimitExceeded: a quota would be exceeded"),
     (ModelError, 424, "ModelError: the model answered with an error"),
     (ServiceUnavailable, 503, "ServiceUnavailable: no instance can take the request now"),
+    (Throttled, 429, "ThrottlingException: over the serverless endpoint's MaxConcurrency"),
     (ValidationError, 400, "ValidationException: the request is not valid"),
 )
 """Domain error, the REST API's status for it, and what that means; first match wins. Any
@@ -189,13 +191,13 @@ def invocation_responses() -> Responses:
                 }
             },
         },
-        400: error(
-            "ValidationError: unknown endpoint, a header over its limit, or a body the model's "
-            "codec cannot read"
-        ),
         403: error("An authentication error (when the server has access keys)"),
         413: error("ValidationError: the body is over the endpoint's payload limit"),
         424: error("ModelError: the model answered with an error", ModelErrorBody),
+        400: error(
+            "ValidationError: unknown endpoint, a header over its limit, or a body the model's "
+            "codec cannot read; ThrottlingException: over a serverless endpoint's MaxConcurrency"
+        ),
         429: error("ModelNotReadyException: the model is still loading"),
         503: error("ServiceUnavailable: no instance can take the request now"),
     }

@@ -29,6 +29,7 @@ from shipway.domain.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     ShipwayError,
+    Throttled,
     ValidationError,
 )
 from shipway.router.router import Invocation, ModelStreamError, Router
@@ -88,6 +89,8 @@ def runtime_error(exc: Exception, account_id: str) -> tuple[int, str, dict[str, 
         return 429, "ModelNotReadyException", {"message": exc.message}
     if isinstance(exc, ServiceUnavailable):
         return 503, "ServiceUnavailable", {"message": exc.message}
+    if isinstance(exc, Throttled):  # AWS's JSON throttling error: botocore retries it
+        return 400, "ThrottlingException", {"message": exc.message}
     if isinstance(exc, ShipwayError):
         return 500, "InternalFailure", {"message": exc.message}
     return 500, "InternalFailure", {"message": "An internal error occurred; see the server log."}

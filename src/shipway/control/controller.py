@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import uuid
@@ -35,11 +36,14 @@ from shipway.domain.endpoint import Endpoint, EndpointStatus, find_model
 from shipway.domain.endpoint_config import EndpointConfig, ProductionVariant
 from shipway.domain.errors import ShipwayError
 from shipway.domain.instance import Instance, InstanceStatus
-from shipway.domain.instance_types import InstanceTypeCatalog
+from shipway.domain.instance_types import InstanceType, InstanceTypeCatalog
 from shipway.domain.model import Model
+from shipway.monitor.metrics import MetricsStore
+from shipway.router.router import Demand
 from shipway.router.routing import (
     EndpointSnapshot,
     InstanceSnapshot,
+    ServerlessLimits,
     Snapshot,
     VariantSnapshot,
 )
@@ -63,6 +67,10 @@ SERVING = (
 )
 PING_TIMEOUT = 2.0
 MAX_BACKOFF = 60.0
+SERVERLESS_PAYLOAD_BYTES = 4 * 1000 * 1000
+"""A serverless endpoint's largest request body (SageMaker: 4 MB)."""
+READY_POLL_SECONDS = (0.002, 0.1)
+"""How often a starting instance is pinged: from the first, doubling up to the second."""
 
 
 @dataclass
@@ -110,10 +118,14 @@ class Controller:
         mark_up: Callable[[str], None] = lambda _id: None,
         firing: Callable[[Sequence[str]], list[str]] = lambda _names: [],
         removed: Callable[[str, frozenset[str] | None], None] = lambda _name, _variants: None,
+        demand: Callable[[str], Demand | None] = lambda _name: None,
+        metrics: MetricsStore | None = None,
     ) -> None:
         """``removed(name, None)`` is called once a deleted endpoint is gone, and
         ``removed(name, variants)`` once a deployment that ended (completed or rolled back) has
-        left these variants behind; both after the routing table no longer has them."""
+        left these variants behind; both after the routing table no longer has them.
+        ``demand(name)`` is a serverless endpoint's traffic as the router sees it (it sizes the
+        variant, and scales it to zero when idle); ``metrics`` receives ModelSetupTime."""
         self._store = store
         self._backend = backend
         self._artifacts = artifacts
@@ -125,6 +137,12 @@ class Controller:
         self._mark_up = mark_up
         self._firing = firing
         self._removed = removed
+        self._demand = demand
+        self._metrics = metrics
+        self._serverless_high: dict[str, tuple[int, float]] = {}
+        """Per serverless endpoint: the most instances its traffic asked for lately, and when
+        (the count goes down only once that many were not needed for the idle time)."""
+        self._readying: set[asyncio.Task[None]] = set()
         self._stopping: set[asyncio.Task[None]] = set()
         self._hung: list[tuple[str, str]] = []
         """Instances the router reported hung, with why, to fail on the next pass."""
@@ -156,7 +174,7 @@ class Controller:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in self._fetches.values():
+        for task in [*self._fetches.values(), *self._readying]:
             task.cancel()
         grace = self._settings.instance_stop_timeout_seconds
         await asyncio.gather(*(self._stop(t, grace) for t in list(self._tracked.values())))
@@ -311,7 +329,7 @@ class Controller:
             for tracked in mine:
                 await self._stop(tracked, 0)
             return
-        fleets = _fleets(endpoint)
+        fleets = _fleets(endpoint, self._serverless_counts(endpoint))
         generations = {f.generation for f in fleets}
         for tracked in [t for t in mine if t.instance.generation not in generations]:
             # a fleet no deployment needs any more (the old one after a switch, the new one
@@ -519,6 +537,15 @@ class Controller:
             )
             await self._stop(tracked, 0)
         live = [t for t in mine if t.instance.live]
+        if variant.serverless_config is not None and desired == 0 and not live:
+            # no instance until a request comes; the model's artifact is fetched now, so a
+            # missing one fails the endpoint at creation and a cold start only loads it
+            try:
+                if await self._fetch_model(fleet, variant) is None:
+                    return VariantObservation(variant.variant_name, 1, 0)  # still fetching
+            except ShipwayError as exc:
+                return VariantObservation(variant.variant_name, 1, 0, exc.message)
+            return VariantObservation(variant.variant_name, 0, 0)
         if failure is None and len(live) < desired:
             waiting = self._backoff.get(key)
             if waiting is None or self._clock.monotonic() >= waiting.not_before:
@@ -550,17 +577,12 @@ class Controller:
         """Start one instance of a variant from the endpoint's copy of its model (the model
         itself may have been deleted since it was deployed, as SageMaker allows)."""
         generation = fleet.generation
-        name = variant.model_name or ""
-        model = find_model(fleet.models, name)
-        if model is None:  # an endpoint stored before copies were kept
-            model = await asyncio.to_thread(self._store.models.get, name)
-        if model is None:
-            raise ShipwayError(f"the model {variant.model_name} no longer exists")
-        container = model.all_containers()[0]
-        model_dir = self._model_dir(container.model_data_url or "")
-        if model_dir is None:
+        fetched = await self._fetch_model(fleet, variant)
+        if fetched is None:
             return None
-        instance_type = self._catalog.get(variant.instance_type or "local")
+        model, model_dir = fetched
+        container = model.all_containers()[0]
+        instance_type = self._instance_type(variant)
         instance_id = f"{endpoint.endpoint_name[:32]}-{uuid.uuid4().hex[:10]}".lower()
         spec = InstanceSpec(
             instance_id=instance_id,
@@ -595,7 +617,118 @@ class Controller:
         tracked = _Tracked(instance, Upstream(started.address), now, now + timeout)
         self._tracked[instance_id] = tracked
         await asyncio.to_thread(self._store.instances.put, instance)
+        ready = asyncio.get_running_loop().create_task(
+            self._await_ready(tracked, serverless=variant.serverless_config is not None)
+        )
+        self._readying.add(ready)
+        ready.add_done_callback(self._readying.discard)
         return tracked
+
+    async def _fetch_model(
+        self, fleet: _Fleet, variant: ProductionVariant
+    ) -> tuple[Model, Path] | None:
+        """The endpoint's copy of the variant's model (the model itself may have been deleted
+        since it was deployed, as SageMaker allows) and its local folder; None while the
+        artifact is being fetched."""
+        name = variant.model_name or ""
+        model = find_model(fleet.models, name)
+        if model is None:  # an endpoint stored before copies were kept
+            model = await asyncio.to_thread(self._store.models.get, name)
+        if model is None:
+            raise ShipwayError(f"the model {variant.model_name} no longer exists")
+        model_dir = self._model_dir(model.all_containers()[0].model_data_url or "")
+        return None if model_dir is None else (model, model_dir)
+
+    def _instance_type(self, variant: ProductionVariant) -> InstanceType:
+        """The variant's instance type; a serverless variant's is sized by its memory, with a
+        vCPU per 2 GB (at least one), as serverless CPU scales with memory."""
+        serverless = variant.serverless_config
+        if serverless is None:
+            return self._catalog.get(variant.instance_type or "local")
+        megabytes = serverless.memory_size_in_mb
+        return InstanceType(
+            name=f"serverless-{megabytes}MB",
+            vcpus=max(1, megabytes // 2048),
+            memory_gib=megabytes / 1024,
+            price_per_hour=0.0,
+        )
+
+    async def _await_ready(self, tracked: _Tracked, *, serverless: bool) -> None:
+        """Ping a starting instance often until it answers, and route to it at once: a cold
+        start should not wait for the next pass. A serverless instance's time from start to
+        service is its variant's ModelSetupTime."""
+        delay, longest = READY_POLL_SECONDS
+        instance_id = tracked.instance.instance_id
+        while self._tracked.get(instance_id) is tracked:
+            if tracked.instance.status is not InstanceStatus.STARTING:
+                return
+            if self._backend.exit_reason(instance_id) is not None:
+                self.wake()  # the pass says why
+                return
+            try:
+                response = await tracked.upstream.get(b"/ping", PING_TIMEOUT)
+                healthy = response.status == 200
+            except UpstreamError:
+                healthy = False
+            if healthy:
+                if (
+                    self._tracked.get(instance_id) is tracked
+                    and tracked.instance.status is InstanceStatus.STARTING
+                ):
+                    tracked.served = True
+                    await self._set(tracked, InstanceStatus.IN_SERVICE)
+                    self._backoff.pop(_key(tracked.instance), None)
+                    self._publish()
+                    if serverless:
+                        self._record_setup(tracked)
+                    self.wake()  # the endpoint's status may move on
+                return
+            await asyncio.sleep(delay)
+            delay = min(longest, delay * 2)
+
+    def _record_setup(self, tracked: _Tracked) -> None:
+        if self._metrics is None:
+            return
+        instance = tracked.instance
+        self._metrics.put(
+            "ModelSetupTime",
+            {"EndpointName": instance.endpoint_name, "VariantName": instance.variant_name},
+            (self._clock.monotonic() - tracked.started) * 1e6,
+            self._clock.time(),
+            unit="Microseconds",
+        )
+
+    def _serverless_counts(self, endpoint: Endpoint) -> dict[str, int]:
+        """How many instances each serverless variant of the endpoint should have now: its
+        provisioned concurrency's, and while it has traffic one per
+        ``serverless_concurrency_per_instance`` requests in flight (at least one); none once
+        no request came for ``serverless_idle_seconds``. The count comes down only once the
+        higher one was not needed for that idle time."""
+        counts: dict[str, int] = {}
+        settings = self._settings
+        per = settings.serverless_concurrency_per_instance
+        idle = settings.serverless_idle_seconds
+        now = self._clock.monotonic()
+        for state in endpoint.variants:
+            config = state.desired_serverless_config
+            if config is None:
+                continue
+            warm = math.ceil((config.provisioned_concurrency or 0) / per)
+            demand = self._demand(endpoint.endpoint_name)
+            busy = 0
+            if demand is not None and (
+                demand.in_flight
+                or (demand.last_request is not None and now - demand.last_request < idle)
+            ):
+                busy = max(1, math.ceil(max(demand.in_flight, demand.peak) / per))
+            high, since = self._serverless_high.get(endpoint.endpoint_name, (0, now))
+            if busy >= high or now - since >= idle or busy == 0:
+                high, since = busy, now
+            self._serverless_high[endpoint.endpoint_name] = (high, since)
+            counts[state.variant_name] = min(
+                max(warm, high), math.ceil(config.max_concurrency / per)
+            )
+        return counts
 
     def _model_dir(self, url: str) -> Path | None:
         """The local folder of an artifact, or None while it is being fetched."""
@@ -713,7 +846,12 @@ class Controller:
                 {v.variant_name: v.weight * scale for v in configured}, None,
             )  # fmt: skip
             endpoints.append(
-                EndpointSnapshot(endpoint.endpoint_name, tuple(variants), tuple(shadows))
+                EndpointSnapshot(
+                    endpoint.endpoint_name,
+                    tuple(variants),
+                    tuple(shadows),
+                    _serverless_limits(endpoint),
+                )
             )
         snapshot = tuple(endpoints)
         if snapshot != self._published:
@@ -789,11 +927,23 @@ def _key(instance: Instance) -> tuple[str, int, str]:
     return (instance.endpoint_name, instance.generation, instance.variant_name)
 
 
-def _fleets(endpoint: Endpoint) -> list[_Fleet]:
-    """The fleets an endpoint should run: its current one and, during a deployment, the new."""
+def _serverless_limits(endpoint: Endpoint) -> ServerlessLimits | None:
+    """What the router enforces for a serverless endpoint (one variant), else None."""
+    for state in endpoint.variants:
+        if state.desired_serverless_config is not None:
+            return ServerlessLimits(
+                state.desired_serverless_config.max_concurrency, SERVERLESS_PAYLOAD_BYTES
+            )
+    return None
+
+
+def _fleets(endpoint: Endpoint, serverless: dict[str, int]) -> list[_Fleet]:
+    """The fleets an endpoint should run: its current one and, during a deployment, the new.
+    ``serverless`` gives the instance counts of serverless variants (the traffic sets them)."""
     deployment = endpoint.deployment
     config = endpoint.config
     counts = {v.variant_name: v.desired_instance_count for v in endpoint.variants}
+    counts.update(serverless)
     shadows = config.shadow_production_variants or []
     current = [(v, counts.get(v.variant_name, 0)) for v in config.production_variants] + [
         (v, v.initial_instance_count or 0) for v in shadows

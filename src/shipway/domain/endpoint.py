@@ -34,6 +34,7 @@ __all__ = [
     "PendingProductionVariantSummary",
     "ProductionVariantStatus",
     "ProductionVariantSummary",
+    "ServerlessUpdateConfig",
     "UpdateEndpointWeightsAndCapacitiesInput",
     "VariantState",
     "VariantStatusValue",
@@ -182,11 +183,16 @@ class DescribeEndpointOutput(Shape):
     pending_deployment_summary: PendingDeploymentSummary | None = None
 
 
+class ServerlessUpdateConfig(Shape):
+    max_concurrency: Annotated[int, Field(ge=1, le=200)] | None = None
+    provisioned_concurrency: Annotated[int, Field(ge=1, le=200)] | None = None
+
+
 class DesiredWeightAndCapacity(Shape):
     variant_name: EntityName
     desired_weight: VariantWeight | None = None
     desired_instance_count: Annotated[int, Field(ge=0)] | None = None
-    serverless_update_config: dict[str, Any] | None = None
+    serverless_update_config: ServerlessUpdateConfig | None = None
 
 
 class UpdateEndpointWeightsAndCapacitiesInput(Shape):

@@ -151,8 +151,18 @@ class CreateEndpointConfigInput(Shape):
                 "production variant and one shadow variant; it has "
                 f"{len(self.production_variants)} and {len(shadows)}."
             )
-        if shadows and any(v.serverless_config is not None for v in self.all_variants()):
+        serverless = any(v.serverless_config is not None for v in self.all_variants())
+        if shadows and serverless:
             raise ValueError("Shadow variants cannot be used with serverless variants.")
+        if serverless and len(self.production_variants) != 1:
+            raise ValueError(
+                "A serverless endpoint configuration must have exactly one production variant; "
+                f"it has {len(self.production_variants)}."
+            )
+        if serverless and self.data_capture_config is not None:
+            raise ValueError("DataCaptureConfig cannot be used with serverless variants.")
+        if serverless and self.async_inference_config is not None:
+            raise ValueError("AsyncInferenceConfig cannot be used with serverless variants.")
         if shadows and self.async_inference_config is not None:
             raise ValueError("Shadow variants cannot be used with AsyncInferenceConfig.")
         if self.production_variants and all(v.weight == 0 for v in self.production_variants):

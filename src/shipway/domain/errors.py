@@ -19,7 +19,8 @@ codes to their own formats; nothing here knows about HTTP.
     ├── InvalidState             the resource's status forbids the operation
     ├── ModelError               the model (container) answered with an error
     ├── ModelNotReady            the model is not ready to answer yet
-    └── ServiceUnavailable       no instance can take the request right now
+    ├── ServiceUnavailable       no instance can take the request right now
+    └── Throttled                over a concurrency limit (a serverless MaxConcurrency)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "ResourceLimitExceeded",
     "ServiceUnavailable",
     "ShipwayError",
+    "Throttled",
     "ValidationError",
 ]
 
@@ -153,3 +155,9 @@ class ModelNotReady(ShipwayError):
 
 class ServiceUnavailable(ShipwayError):
     code = "ServiceUnavailable"
+
+
+class Throttled(ShipwayError):
+    """More requests than a limit allows are in flight: the caller should retry later."""
+
+    code = "ThrottlingException"

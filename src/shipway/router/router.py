@@ -20,6 +20,13 @@ A request for a variant with no instance in service (a restarted server bringing
 back, a failed instance being replaced) waits up to ``instance_wait_seconds`` for one before it is
 answered ``ServiceUnavailable``: the table changes as soon as the controller has one in service.
 
+A serverless endpoint (``EndpointRoute.serverless``) may have no instance at all: its first
+request tells the controller (``on_demand``) and waits for the cold start, up to the model
+timeout. The router counts its requests in flight (:class:`Demand`, which the controller reads to
+size the variant and to scale it to zero when idle); past ``MaxConcurrency`` a request is
+answered ``ThrottlingException`` at once, and bodies over the serverless payload limit
+``ValidationError`` (413).
+
 An endpoint with shadow variants gets a sample of its invocations mirrored to them once production
 has answered (:mod:`shipway.router.mirror`): the caller never waits for the copy, and the shadow's
 answers feed the shadow report (:meth:`Router.shadow_report`) and its own per-variant metrics.
@@ -43,6 +50,7 @@ from shipway.domain.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     ShipwayError,
+    Throttled,
     ValidationError,
 )
 from shipway.monitor.metrics import MetricsStore, SeriesGroup
@@ -58,6 +66,7 @@ from shipway.router.routing import (
 from shipway.router.upstream import ConnectFailed, ConnectionLost, UpstreamStream, UpstreamTimeout
 
 __all__ = [
+    "Demand",
     "EndpointNotFound",
     "Invocation",
     "InvocationResult",
@@ -133,6 +142,19 @@ class InvocationResult:
     custom_attributes: bytes | None = None
 
 
+@dataclass
+class Demand:
+    """A serverless endpoint's traffic as this router sees it (soft state, lost on restart)."""
+
+    in_flight: int = 0
+    """Requests admitted and not yet answered (waiting for a cold start included)."""
+    last_request: float | None = None
+    """When the last request arrived (the clock's monotonic time)."""
+    peak: int = 0
+    """Most requests in flight at once since ``peak_time``."""
+    peak_time: float = 0.0
+
+
 class Router:
     def __init__(
         self,
@@ -151,6 +173,7 @@ class Router:
         on_instance_hung: Callable[[str, str], None] = lambda _id, _reason: None,
         max_timeouts: int = 3,
         instance_log: Callable[[str], Path | None] = lambda _id: None,
+        on_demand: Callable[[str], None] = lambda _name: None,
     ) -> None:
         """``rng`` draws which requests are mirrored to shadow variants;
         ``max_shadow_in_flight`` bounds the copies under way per endpoint;
@@ -169,6 +192,8 @@ class Router:
         self._on_instance_hung = on_instance_hung
         self.max_timeouts = max_timeouts
         self._instance_log = instance_log
+        self._on_demand = on_demand
+        self._demand: dict[str, Demand] = {}
         self._changed: asyncio.Event | None = None
         """Set (and replaced) each time the routing table changes; requests waiting for an
         instance wait on it."""
@@ -204,6 +229,7 @@ class Router:
         ]:
             del self._groups[key]
         if variant_names is None:
+            self._demand.pop(endpoint_name, None)
             self.metrics.retire({"EndpointName": endpoint_name})
         for variant_name in variant_names or ():
             self.metrics.retire({"EndpointName": endpoint_name, "VariantName": variant_name})
@@ -240,9 +266,54 @@ class Router:
             )
         return route
 
+    def demand(self, endpoint_name: str) -> Demand | None:
+        """A serverless endpoint's requests in flight and when the last came; None before its
+        first request (since this router started)."""
+        return self._demand.get(endpoint_name)
+
+    def _admit(self, route: EndpointRoute, size: int) -> Demand:
+        """Count a request to a serverless endpoint in, or refuse it: over its payload limit,
+        or over MaxConcurrency requests in flight. Wakes the controller when the variant has
+        no instance to take it (a cold start)."""
+        limits = route.serverless
+        assert limits is not None
+        if size > limits.max_payload_bytes:
+            raise PayloadTooLarge(size, limits.max_payload_bytes)
+        demand = self._demand.get(route.name)
+        if demand is None:
+            demand = self._demand[route.name] = Demand()
+        if demand.in_flight >= limits.max_concurrency:
+            raise Throttled(
+                f"Endpoint {route.name} has {demand.in_flight} requests in flight, its "
+                f"MaxConcurrency of {limits.max_concurrency}: try again later."
+            )
+        now = self._clock.monotonic()
+        demand.in_flight += 1
+        demand.last_request = now
+        if demand.in_flight > demand.peak or now - demand.peak_time > 1.0:
+            demand.peak, demand.peak_time = demand.in_flight, now
+        if not any(v.available() for v in route.variants):
+            self._on_demand(route.name)
+        return demand
+
     async def invoke(self, invocation: Invocation) -> InvocationResult:
         started = time.perf_counter()
         route, headers = self._prepare(invocation)
+        if route.serverless is None:
+            return await self._invoke(invocation, route, headers, started)
+        demand = self._admit(route, len(invocation.body))
+        try:
+            return await self._invoke(invocation, route, headers, started)
+        finally:
+            demand.in_flight -= 1
+
+    async def _invoke(
+        self,
+        invocation: Invocation,
+        route: EndpointRoute,
+        headers: list[tuple[bytes, bytes]],
+        started: float,
+    ) -> InvocationResult:
         tried: set[str] = set()
         while True:
             route, variant, instance = await self._pick_or_wait(
@@ -287,6 +358,23 @@ class Router:
         """
         started = time.perf_counter()
         route, headers = self._prepare(invocation)
+        demand = None if route.serverless is None else self._admit(route, len(invocation.body))
+        try:
+            stream = await self._invoke_stream(invocation, route, headers, started)
+        except BaseException:
+            if demand is not None:
+                demand.in_flight -= 1
+            raise
+        stream._admitted = demand  # counted out when the stream ends
+        return stream
+
+    async def _invoke_stream(
+        self,
+        invocation: Invocation,
+        route: EndpointRoute,
+        headers: list[tuple[bytes, bytes]],
+        started: float,
+    ) -> InvocationStream:
         tried: set[str] = set()
         while True:
             route, variant, instance = await self._pick_or_wait(
@@ -337,11 +425,13 @@ class Router:
     ) -> tuple[EndpointRoute, VariantRoute, InstanceRoute]:
         """:meth:`_pick`, waiting for the table to bring an instance while none can take the
         request, up to ``instance_wait_seconds`` after the request ``started``."""
+        # a serverless endpoint's cold start is part of the request's time, as on SageMaker
+        wait = self.model_timeout_seconds if route.serverless else self.instance_wait_seconds
         while True:
             try:
                 return (route, *self._pick(route, target, tried))
             except ServiceUnavailable:
-                remaining = started + self.instance_wait_seconds - time.perf_counter()
+                remaining = started + wait - time.perf_counter()
                 if remaining <= 0:
                     raise
                 if self._changed is None:
@@ -506,6 +596,7 @@ class InvocationStream:
     """
 
     __slots__ = (
+        "_admitted",
         "_done",
         "_instance",
         "_route",
@@ -538,6 +629,8 @@ class InvocationStream:
         self._started = started
         self._sent = sent
         self._done = False
+        self._admitted: Demand | None = None
+        """A serverless endpoint's count of requests in flight, which this one is in."""
         self._whole = b"content-length" in upstream.headers
         self.content_type: bytes = upstream.headers.get(
             b"content-type", b"application/octet-stream"
@@ -581,4 +674,7 @@ class InvocationStream:
         self._done = True
         self._upstream.close()
         self._instance.outstanding -= 1
+        if self._admitted is not None:
+            self._admitted.in_flight -= 1
+            self._admitted = None
         self._router._record(self._route, self._variant, self._started, self._sent, status)

@@ -29,6 +29,7 @@ __all__ = [
     "InstanceRoute",
     "InstanceSnapshot",
     "RoutingTable",
+    "ServerlessLimits",
     "Snapshot",
     "VariantRoute",
     "VariantSnapshot",
@@ -51,12 +52,23 @@ class VariantSnapshot:
 
 
 @dataclass(frozen=True)
+class ServerlessLimits:
+    """What the router enforces for a serverless endpoint (its one variant's config)."""
+
+    max_concurrency: int
+    """Requests in flight at most; more are throttled, not queued."""
+    max_payload_bytes: int
+
+
+@dataclass(frozen=True)
 class EndpointSnapshot:
     endpoint_name: str
     variants: tuple[VariantSnapshot, ...]
     """Production variants: they serve the requests."""
     shadows: tuple[VariantSnapshot, ...] = ()
     """Shadow variants: they get sampled copies of requests; their answers are not returned."""
+    serverless: ServerlessLimits | None = None
+    """Set for a serverless endpoint: its variant may have no instance until a request comes."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,7 @@ class EndpointRoute:
     _rng: random.Random = field(repr=False, default_factory=random.Random)
     shadows: list[VariantRoute] = field(default_factory=list)
     """Shadow variants; empty for most endpoints (the router checks this one attribute)."""
+    serverless: ServerlessLimits | None = None
 
     def sampling_fraction(self, shadow: VariantRoute) -> float:
         """The share of requests mirrored to ``shadow``: its weight over production's, at most 1.
@@ -204,6 +217,7 @@ class RoutingTable:
                 [route(v) for v in endpoint.variants],
                 self._rng,
                 [route(v) for v in endpoint.shadows],
+                endpoint.serverless,
             )
         for address, upstream in self._upstreams.items():
             if address not in upstreams:

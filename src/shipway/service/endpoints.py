@@ -25,6 +25,7 @@ from shipway.domain.endpoint import (
     CreateEndpointOutput,
     DeployedImage,
     DescribeEndpointOutput,
+    DesiredWeightAndCapacity,
     Endpoint,
     EndpointStatus,
     EndpointSummary,
@@ -38,7 +39,7 @@ from shipway.domain.endpoint import (
     VariantStatusValue,
     find_model,
 )
-from shipway.domain.endpoint_config import EndpointConfig, ProductionVariant
+from shipway.domain.endpoint_config import EndpointConfig, ProductionVariant, ServerlessConfig
 from shipway.domain.errors import InvalidState, NotFound, ResourceLimitExceeded, ValidationError
 from shipway.domain.instance import Instance, InstanceStatus
 from shipway.domain.listing import ListEndpointsInput
@@ -100,6 +101,7 @@ class EndpointService:
                     variant_name=v.variant_name,
                     desired_weight=v.weight,
                     desired_instance_count=v.initial_instance_count or 0,
+                    desired_serverless_config=v.serverless_config,
                 )
                 for v in config.production_variants
             ],
@@ -148,6 +150,12 @@ class EndpointService:
         endpoint = self.get(request.endpoint_name)
         _check_updatable(endpoint)
         config, models = self._config(request.endpoint_config_name)
+        if _serverless(endpoint.config) or _serverless(config):
+            raise ValidationError(
+                "UpdateEndpoint to or from a serverless endpoint configuration is not supported "
+                "yet: change its concurrency with UpdateEndpointWeightsAndCapacities "
+                "(ServerlessUpdateConfig), or delete the endpoint and create it again."
+            )
         if request.retain_deployment_config and request.deployment_config is not None:
             raise ValidationError(
                 "Give either DeploymentConfig or RetainDeploymentConfig=true, not both."
@@ -248,8 +256,8 @@ class EndpointService:
                 f"Endpoint {endpoint.endpoint_name} has no variant {', '.join(unknown)}; its "
                 f"variants are {', '.join(sorted(known))}."
             )
-        if any(c.serverless_update_config is not None for c in changes.values()):
-            raise ValidationError("ServerlessUpdateConfig is not supported yet.")
+        for change in changes.values():
+            _check_capacity_change(endpoint, change)
         variants = [
             v.model_copy(
                 update={
@@ -259,11 +267,16 @@ class EndpointService:
                     "desired_instance_count": _given(
                         changes, v.variant_name, "desired_instance_count", v.desired_instance_count
                     ),
+                    "desired_serverless_config": _serverless_update(v, changes.get(v.variant_name)),
                 }
             )
             for v in endpoint.variants
         ]
-        if not any(v.desired_weight > 0 and v.desired_instance_count > 0 for v in variants):
+        if not any(
+            v.desired_weight > 0
+            and (v.desired_instance_count > 0 or v.desired_serverless_config is not None)
+            for v in variants
+        ):
             raise ValidationError(
                 "At least one variant must keep a weight above 0 and at least one instance."
             )
@@ -342,20 +355,29 @@ class EndpointService:
         # gives each of its variants (the new fleet's are in PendingDeploymentSummary)
         scale = 1.0 / (sum(weights.values()) or 1.0) if d is not None else 1.0
         summaries = []
+        states = {v.variant_name: v for v in endpoint.variants}
         for variant in endpoint.config.production_variants:
             weight = weights.get(variant.variant_name, 0.0) * scale
             current = in_service(endpoint.generation, variant.variant_name)
             desired = counts.get(variant.variant_name, 0)
             if d is not None:
                 desired = d.old_counts.get(variant.variant_name, desired)
+            state = states.get(variant.variant_name)
+            serverless = state.desired_serverless_config if state is not None else None
             summaries.append(
                 ProductionVariantSummary(
                     **self._summary(endpoint, endpoint.models, variant),
                     current_weight=weight * (1 - share) if serving else None,
                     desired_weight=weight * (1 - heading),
+                    # a serverless variant's instances come and go with its traffic: it shows
+                    # how many are warm now, and no desired count (SageMaker shows neither)
                     current_instance_count=current,
-                    desired_instance_count=desired,
-                    variant_status=_old_status(d, current, desired),
+                    desired_instance_count=None if serverless is not None else desired,
+                    current_serverless_config=serverless if serving else None,
+                    desired_serverless_config=serverless,
+                    variant_status=(
+                        None if serverless is not None else _old_status(d, current, desired)
+                    ),
                     last_instance_failure=_last_failure(instances, variant.variant_name),
                 )
             )
@@ -522,6 +544,56 @@ def _check_updatable(endpoint: Endpoint) -> None:
             f'Cannot update endpoint "{endpoint.endpoint_arn}" while it is '
             f"{endpoint.endpoint_status.value}{doing}; it must be InService."
         )
+
+
+def _serverless(config: EndpointConfig) -> bool:
+    return any(v.serverless_config is not None for v in config.production_variants)
+
+
+def _check_capacity_change(endpoint: Endpoint, change: DesiredWeightAndCapacity) -> None:
+    """Instance counts for instance variants, ServerlessUpdateConfig for serverless ones."""
+    state = next(v for v in endpoint.variants if v.variant_name == change.variant_name)
+    serverless = state.desired_serverless_config
+    if serverless is None and change.serverless_update_config is not None:
+        raise ValidationError(
+            f"Variant {change.variant_name} is not serverless: it takes DesiredInstanceCount, "
+            "not ServerlessUpdateConfig."
+        )
+    if serverless is not None and change.desired_instance_count is not None:
+        raise ValidationError(
+            f"Variant {change.variant_name} is serverless: change it with "
+            "ServerlessUpdateConfig (MaxConcurrency, ProvisionedConcurrency), not "
+            "DesiredInstanceCount."
+        )
+    update = change.serverless_update_config
+    if serverless is not None and update is not None:
+        maximum = update.max_concurrency or serverless.max_concurrency
+        provisioned = update.provisioned_concurrency or serverless.provisioned_concurrency
+        if provisioned is not None and provisioned > maximum:
+            raise ValidationError(
+                f"ProvisionedConcurrency {provisioned} of variant {change.variant_name} must not "
+                f"exceed its MaxConcurrency {maximum}."
+            )
+
+
+def _serverless_update(
+    state: VariantState, change: DesiredWeightAndCapacity | None
+) -> ServerlessConfig | None:
+    """The variant's serverless configuration after a ServerlessUpdateConfig, if any."""
+    current = state.desired_serverless_config
+    if current is None or change is None or change.serverless_update_config is None:
+        return current
+    update = change.serverless_update_config
+    return current.model_copy(
+        update={
+            k: v
+            for k, v in (
+                ("max_concurrency", update.max_concurrency),
+                ("provisioned_concurrency", update.provisioned_concurrency),
+            )
+            if v is not None
+        }
+    )
 
 
 def _new_variants(
