@@ -22,12 +22,15 @@ import numpy as np
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from typer.testing import CliRunner
 
+from shipway.cli.main import app
 from tests.fixtures import models
 from tests.fixtures.server import ShipwayServer, start_server
 from tests.integration.rollouts import aws
 
 IDLE_SECONDS = 3
+runner = CliRunner()
 
 SLOW_INFERENCE_PY = textwrap.dedent(
     """
@@ -339,3 +342,40 @@ def test_serverless_restrictions_are_validation_errors_and_nothing_is_created(
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     assert message in refused.value.response["Error"]["Message"]
     assert sagemaker.list_endpoint_configs(NameContains=name)["EndpointConfigs"] == []
+
+
+def test_the_cli_creates_a_serverless_endpoint_from_a_model(
+    server: ShipwayServer, model: models.Trained
+) -> None:
+    cli = ["--url", server.url]
+    created = runner.invoke(
+        app, [*cli, "models", "create", "sl-cli", "--image", "python",
+              "--model-data", str(model.folder)],
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    bad = runner.invoke(
+        app, [*cli, "endpoints", "create", "sl-cli", "--model", "sl-cli",
+              "--serverless", "memory=2048,concurrency=lots"],
+    )  # fmt: skip
+    assert bad.exit_code == 2
+    assert "concurrency must be a whole number" in bad.output
+    created = runner.invoke(
+        app, [*cli, "endpoints", "create", "sl-cli", "--model", "sl-cli",
+              "--serverless", "memory=2048,concurrency=5"],
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    assert "InService" in created.output
+    answer = runner.invoke(
+        app, [*cli, "invoke", "sl-cli", "--content-type", "application/json",
+              "--body", body(model)],
+    )  # fmt: skip
+    assert answer.exit_code == 0, answer.output
+    np.testing.assert_array_equal(json.loads(answer.stdout), model.expected)
+    described = runner.invoke(app, [*cli, "endpoints", "describe", "sl-cli"])
+    assert described.exit_code == 0, described.output
+    assert "serverless" in described.output
+    config = aws(server.url, "sagemaker").describe_endpoint_config(EndpointConfigName="sl-cli")
+    assert config["ProductionVariants"][0]["ServerlessConfig"] == {
+        "MemorySizeInMB": 2048,
+        "MaxConcurrency": 5,
+    }

@@ -2,7 +2,8 @@
 
 A variant is given as ``--variant "name=AllTraffic,model=m1,instance-type=ml.m5.large,count=1,
 weight=1,routing=LEAST_OUTSTANDING_REQUESTS"`` (repeatable), or for one variant by the shorthand
-``--model m1 [--instance-type ...] [--count ...] [--variant-name ...]``.
+``--model m1 [--instance-type ...] [--count ...] [--variant-name ...]``; a serverless variant by
+``--model m1 --serverless memory=2048,concurrency=5[,provisioned=1]``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ __all__ = [
     "delete",
     "describe",
     "list_",
+    "parse_serverless",
     "parse_variant",
+    "single_variant",
 ]
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
@@ -94,6 +97,65 @@ def _bad_variant(spec: str, reason: str) -> typer.BadParameter:
     return typer.BadParameter(f"{spec!r}: {reason}", param_hint="'--variant'")
 
 
+_SERVERLESS_KEYS = {
+    "memory": "MemorySizeInMB",
+    "concurrency": "MaxConcurrency",
+    "provisioned": "ProvisionedConcurrency",
+}
+
+
+def parse_serverless(spec: str) -> dict[str, int]:
+    """A ``--serverless`` spec, ``memory=2048,concurrency=5[,provisioned=1]``, as a wire
+    ServerlessConfig (memory in MB, 1024 to 6144 in steps of 1024; concurrency 1 to 200)."""
+    config: dict[str, int] = {}
+    for item in spec.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or key not in _SERVERLESS_KEYS:
+            raise typer.BadParameter(
+                f"{spec!r}: {item.strip()!r} is not one of "
+                f"{', '.join(k + '=N' for k in _SERVERLESS_KEYS)}",
+                param_hint="'--serverless'",
+            )
+        if not value.isdigit():
+            raise typer.BadParameter(
+                f"{spec!r}: {key} must be a whole number, not {value!r}",
+                param_hint="'--serverless'",
+            )
+        config[_SERVERLESS_KEYS[key]] = int(value)
+    for key in ("memory", "concurrency"):
+        if _SERVERLESS_KEYS[key] not in config:
+            raise typer.BadParameter(f"{spec!r}: give {key}=N", param_hint="'--serverless'")
+    return config
+
+
+def single_variant(
+    model: str, instance_type: str, count: int, variant_name: str, serverless: str | None
+) -> dict[str, Any]:
+    """The one production variant of the ``--model`` shorthand, on instances or serverless."""
+    if serverless is not None:
+        return {
+            "VariantName": variant_name,
+            "ModelName": model,
+            "ServerlessConfig": parse_serverless(serverless),
+        }
+    return {
+        "VariantName": variant_name,
+        "ModelName": model,
+        "InstanceType": instance_type,
+        "InitialInstanceCount": count,
+    }
+
+
+Serverless = Annotated[
+    str | None,
+    typer.Option(
+        metavar="SPEC",
+        help="With --model: serverless, memory=MB,concurrency=N[,provisioned=N].",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def create(
     ctx: typer.Context,
@@ -117,21 +179,17 @@ def create(
     variant_name: Annotated[
         str, typer.Option(help="Shorthand: the variant's name.")
     ] = DEFAULT_VARIANT_NAME,
+    serverless: Serverless = None,
 ) -> None:
     """Create an endpoint configuration from one or more production variants."""
     if variant and model is not None:
         raise typer.BadParameter("give --variant or --model, not both", param_hint="'--model'")
+    if serverless is not None and model is None:
+        raise typer.BadParameter("give --model with it", param_hint="'--serverless'")
     if variant:
         variants = [parse_variant(spec) for spec in variant]
     elif model is not None:
-        variants = [
-            {
-                "VariantName": variant_name,
-                "ModelName": model,
-                "InstanceType": instance_type,
-                "InitialInstanceCount": count,
-            }
-        ]
+        variants = [single_variant(model, instance_type, count, variant_name, serverless)]
     else:
         raise typer.BadParameter(
             "give at least one --variant, or --model for a single variant",

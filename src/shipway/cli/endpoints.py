@@ -11,6 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from shipway.cli.client import ShipwayClient
+from shipway.cli.endpoint_configs import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_VARIANT_NAME,
+    Serverless,
+    single_variant,
+)
 from shipway.cli.render import (
     AsJson,
     MaxResults,
@@ -30,6 +36,7 @@ from shipway.domain.endpoint import (
     EndpointStatus,
     ProductionVariantSummary,
 )
+from shipway.domain.endpoint_config import CreateEndpointConfigInput
 from shipway.domain.shape import parse
 from shipway.domain.sorting import SortBy, SortOrder
 
@@ -74,6 +81,8 @@ def status_text(status: EndpointStatus) -> str:
 def _instances(endpoint: DescribeEndpointOutput) -> str:
     variants = endpoint.production_variants or []
     current = sum(v.current_instance_count or 0 for v in variants)
+    if all(v.desired_serverless_config is not None for v in variants):
+        return f"serverless, {current} instance{'s' if current != 1 else ''} warm"
     desired = sum(v.desired_instance_count or 0 for v in variants)
     return f"{current}/{desired} instances"
 
@@ -83,18 +92,43 @@ def create(
     ctx: typer.Context,
     name: Name,
     config: Annotated[
-        str,
+        str | None,
         typer.Option(
             metavar="NAME", help="The endpoint configuration to serve.", show_default=False
         ),
-    ],
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME", help="Instead of --config: serve this model.", show_default=False
+        ),
+    ] = None,
+    instance_type: Annotated[
+        str, typer.Option(metavar="TYPE", help="With --model: the instance type.")
+    ] = DEFAULT_INSTANCE_TYPE,
+    count: Annotated[int, typer.Option(min=1, help="With --model: the instances.")] = 1,
+    serverless: Serverless = None,
     wait: Annotated[
         bool, typer.Option(help="Wait until the endpoint is InService (or Failed).")
     ] = True,
     timeout: Timeout = 600.0,
 ) -> None:
-    """Create an endpoint serving an endpoint configuration; exit 1 if it fails."""
+    """Create an endpoint serving an endpoint configuration, or a model on instances or
+    serverless (a configuration of the endpoint's name is made); exit 1 if it fails."""
     client = ctx.ensure_object(ShipwayClient)
+    if (config is None) == (model is None):
+        raise typer.BadParameter("give --config or --model", param_hint="'--config' / '--model'")
+    if serverless is not None and model is None:
+        raise typer.BadParameter("give --model with it", param_hint="'--serverless'")
+    if model is not None:
+        variant = single_variant(model, instance_type, count, DEFAULT_VARIANT_NAME, serverless)
+        client.create_endpoint_config(
+            parse(
+                CreateEndpointConfigInput,
+                {"EndpointConfigName": name, "ProductionVariants": [variant]},
+            )
+        )
+        config = name
     request = parse(CreateEndpointInput, {"EndpointName": name, "EndpointConfigName": config})
     client.create_endpoint(request)
     if not wait:
