@@ -544,7 +544,7 @@ def _number(value: float | None) -> str:
 
 def _instance_counts(variant: ProductionVariantSummary) -> str:
     if variant.current_serverless_config or variant.desired_serverless_config:
-        return "serverless"
+        return f"serverless, {variant.current_instance_count or 0} warm"
     current = variant.current_instance_count
     desired = variant.desired_instance_count
     return f"{'-' if current is None else current} / {'-' if desired is None else desired}"
