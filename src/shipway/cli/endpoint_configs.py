@@ -150,7 +150,7 @@ Serverless = Annotated[
     str | None,
     typer.Option(
         metavar="SPEC",
-        help="With --model: serverless, memory=MB,concurrency=N[,provisioned=N].",
+        help="With --model: serverless, as memory=2048, concurrency=5 (and provisioned=N).",
         show_default=False,
     ),
 ]

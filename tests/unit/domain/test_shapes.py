@@ -107,25 +107,32 @@ def test_pascal_case_round_trips(shape: type[Shape], wire: dict[str, Any]) -> No
 
 
 def test_irregular_aliases_keep_aws_spelling() -> None:
-    parsed = parse(
+    serverless = parse(
         CreateEndpointConfigInput,
         config(
             variant(
                 InstanceType=None,
                 InitialInstanceCount=None,
                 ServerlessConfig={"MemorySizeInMB": 2048, "MaxConcurrency": 5},
-            ),
-            variant(VariantName="w", VolumeSizeInGB=4, EnableSSMAccess=False),
+            )
         ),
     )
+    instance = parse(
+        CreateEndpointConfigInput,
+        config(variant(VariantName="w", VolumeSizeInGB=4, EnableSSMAccess=False)),
+    )
 
-    serverless, instance = parsed.production_variants
-    assert serverless.serverless_config is not None
-    assert serverless.serverless_config.memory_size_in_mb == 2048
-    assert (instance.volume_size_in_gb, instance.enable_ssm_access) == (4, False)
-    wire = dump(parsed)["ProductionVariants"]
-    assert wire[0]["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
-    assert (wire[1]["VolumeSizeInGB"], wire[1]["EnableSSMAccess"]) == (4, False)
+    parsed = serverless.production_variants[0].serverless_config
+    assert parsed is not None
+    assert parsed.memory_size_in_mb == 2048
+    sized = instance.production_variants[0]
+    assert (sized.volume_size_in_gb, sized.enable_ssm_access) == (4, False)
+    assert dump(serverless)["ProductionVariants"][0]["ServerlessConfig"] == {
+        "MemorySizeInMB": 2048,
+        "MaxConcurrency": 5,
+    }
+    wire = dump(instance)["ProductionVariants"][0]
+    assert (wire["VolumeSizeInGB"], wire["EnableSSMAccess"]) == (4, False)
 
 
 def test_python_names_are_accepted_and_dumped_in_pascal_case() -> None:

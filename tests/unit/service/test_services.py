@@ -247,12 +247,6 @@ def test_multi_model_mode_is_not_supported_yet(services: Services) -> None:
                                    "CaptureOptions": [{"CaptureMode": "Input"}]}},
             [variant()], "DataCaptureConfig", id="data-capture",
         ),
-        pytest.param(
-            {},
-            [variant(InstanceType=None, InitialInstanceCount=None,
-                     ServerlessConfig={"MemorySizeInMB": 2048, "MaxConcurrency": 2})],
-            "ServerlessConfig", id="serverless",
-        ),
     ],
 )  # fmt: skip
 def test_endpoint_config_features_not_supported_yet(
