@@ -1,9 +1,14 @@
 """The ``local`` compute backend: each instance is a sandboxed model-server process here.
 
+An instance is forked from its runtime's zygote (:mod:`shipway.compute.zygotes`), which has
+imported the model server and the runtime's libraries already, so it pays only for loading its
+model; or, with ``start_method="spawn"`` (and whenever forking is not possible), spawned through
+the sandbox launcher. Both paths confine the instance with the same sandbox policy.
+
 The backend binds each instance's listening Unix socket itself, in a folder only the server can
 enter, and hands it to the child: no port is raced for, the address is known before the child has
 imported anything, and no other local user can reach an instance except through Shipway (there
-is no TCP port). The child starts through the sandbox launcher (:mod:`shipway.compute.sandbox`)
+is no TCP port). The child is confined by the sandbox (:mod:`shipway.compute.sandbox`)
 with a clean environment (no Shipway settings, no secrets), its working directory, ``HOME`` and
 ``TMPDIR`` in a scratch folder of its own, and the kernel's limits from its instance type:
 memory, CPU and processes in a control group (:mod:`shipway.compute.cgroups`) where the machine
@@ -25,14 +30,16 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal, Protocol
 
 from shipway.compute.backend import InstanceSpec, StartedInstance
 from shipway.compute.cgroups import Cgroups, InstanceCgroup
 from shipway.compute.sandbox import instance_policy
+from shipway.compute.zygote import ForkRequest
+from shipway.compute.zygotes import ForkedProcess, Zygotes, ZygoteUnavailable
 from shipway.domain.errors import ShipwayError
 
 __all__ = ["LocalBackend"]
@@ -51,14 +58,67 @@ PASSED_VARIABLES = ("LANG", "LANGUAGE", "TZ", "PYTHONPATH", "OPENBLAS_CORETYPE",
 Shipway, and the machine-specific OpenBLAS settings that keep numpy correct. Nothing else: no
 ``SHIPWAY_*`` setting, no credentials."""
 GIB = 1024**3
+KILL_WAIT_SECONDS = 10.0
+"""How long a SIGKILLed instance may take to be gone (a process in uninterruptible sleep)."""
 MAX_PROCESSES = 4096
 """Processes and threads one instance may have at once (a fork bomb stops there)."""
+IMPORT_TIME_PREFIXES = (
+    "PYTHON", "LD_", "MALLOC_", "GLIBC_", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_",
+    "NUMEXPR_", "CUDA_", "TORCH_",
+)  # fmt: skip
+"""Variables that the interpreter, the C library or a numeric library read when the process
+starts or a library loads: an instance whose environment sets one differently from its zygote's
+is spawned, so that it takes effect (thread counts, set after the fork, excepted)."""
+StartMethod = Literal["fork", "spawn"]
 _SOCKET_PREFIX = "shipway-"
+_ZYGOTE_FOLDER = "zygotes"
+"""The zygotes' working directory and ``HOME``, in the run dir (instance ids have a dash and
+a suffix, so no instance's scratch folder has this name)."""
+
+
+class _InstanceProcess(Protocol):
+    """A running instance's process, spawned (the server's child) or forked by a zygote."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def exited(self) -> bool: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Spawned:
+    """An instance started through the sandbox launcher: the server's child."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def exited(self) -> bool:
+        return self._popen.poll() is not None
+
+    def send_signal(self, sig: int) -> None:
+        self._popen.send_signal(sig)
+
+    def close(self) -> None:
+        """Nothing to release: ``exited()`` has reaped it."""
 
 
 @dataclass
 class _Process:
-    popen: subprocess.Popen[bytes]
+    process: _InstanceProcess
     log_path: Path
     failure_path: Path
     socket_path: Path
@@ -85,6 +145,7 @@ class LocalBackend:
         cgroups: bool = True,
         uid_base: int | None = None,
         python: str = sys.executable,
+        start_method: StartMethod = "fork",
     ) -> None:
         """``run_dir`` holds the instances' scratch folders; ``network`` lets instances use
         the host's network; ``protected`` paths must stay out of every instance's reach;
@@ -92,7 +153,8 @@ class LocalBackend:
         once) are checked for other users' access once, not at every instance start;
         ``cgroups`` False does without control groups even where they are writable; with
         ``uid_base``, a server running as root runs each instance as a user of its own
-        (``uid_base``, ``uid_base + 1``...)."""
+        (``uid_base``, ``uid_base + 1``...); ``start_method`` ``fork`` forks instances from a
+        zygote per runtime, ``spawn`` starts a new interpreter for each."""
         self._log_dir = log_dir
         self._run_dir = run_dir
         self._network = network
@@ -110,6 +172,34 @@ class LocalBackend:
         self._cores = sorted(os.sched_getaffinity(0))
         if self._cgroups is None:
             log.info("no writable cgroups: instances are pinned to cores and their memory watched")
+        self._start_method = start_method
+        zygote_folder = run_dir / _ZYGOTE_FOLDER
+        self._zygotes = Zygotes(
+            python=python,
+            environment=self._base_environment(zygote_folder, threads=1),
+            folder=zygote_folder,
+            log_dir=log_dir,
+        )
+
+    @property
+    def start_method(self) -> StartMethod:
+        return self._start_method
+
+    def prestart(self, runtimes: Iterable[str]) -> None:
+        """Start the zygotes of these runtimes (names, images or import strings, as
+        ``InstanceSpec.runtime`` or a container's ``Image``) now, so that even their first
+        instance is a fork. Returns at once (they import in the background); nothing with
+        ``start_method="spawn"``. Call it from the event loop's thread: the kernel ends a
+        zygote when the thread that started it ends."""
+        if self._start_method != "fork":
+            return
+        from shipway.serving.runtime import resolve_runtime
+
+        self._zygotes.prestart(resolve_runtime(runtime) for runtime in runtimes)
+
+    def zygote_pid(self, runtime: str) -> int | None:
+        """The pid of a runtime's zygote (an import string), while it runs."""
+        return self._zygotes.pid(runtime)
 
     async def _open_to_others(self, model_dir: Path) -> bool:
         """Whether other users may read the model folder (walked in a thread: a model may hold
@@ -172,15 +262,10 @@ class LocalBackend:
         log_path = self.log_path(spec.instance_id)
         failure_path = scratch / "failure"
         env = self._environment(spec, scratch, threads)
-        command = [
-            self._python, "-m", "shipway.compute.sandbox", "--policy", policy.to_json(), "--",
-            self._python,
-            "-m",
-            "shipway.serving",
+        serving = [
             "--runtime", spec.runtime,
             "--model-dir", str(spec.model_dir),
             "--model-name", spec.model_name,
-            "--uds-fd", str(unix.fileno()),
             "--threads", str(threads),
             "--max-batch-size", str(spec.max_batch_size),
             "--max-batch-delay-ms", str(spec.max_batch_delay_ms),
@@ -188,22 +273,45 @@ class LocalBackend:
             "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
         if spec.predict_timeout_seconds is not None:
-            command += ["--predict-timeout", str(spec.predict_timeout_seconds)]
+            serving += ["--predict-timeout", str(spec.predict_timeout_seconds)]
         log_file = open(  # noqa: SIM115, ASYNC230 - the child writes to it until it stops
             os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab"
         )
+        process: _InstanceProcess | None = None
         try:
-            popen = subprocess.Popen(  # noqa: ASYNC220 - fork+exec, a few ms
-                command,
-                env=env,
-                cwd=scratch,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                pass_fds=(unix.fileno(),),
-                start_new_session=True,  # a Ctrl-C at the terminal reaches the server, not these
-            )
-        except Exception:
+            if self._start_method == "fork" and self._forkable(spec, env):
+                request = ForkRequest(
+                    policy=policy.to_json(),
+                    serving=tuple(serving),
+                    environment=env,
+                    cwd=str(scratch),
+                    threads=threads,
+                )
+                try:
+                    process = await self._zygotes.fork(
+                        spec.runtime, request, unix, log_file.fileno()
+                    )
+                except ZygoteUnavailable as exc:
+                    log.warning("instance %s is spawned, not forked: %s", spec.instance_id, exc)
+            if process is None:
+                command = [
+                    self._python, "-m", "shipway.compute.sandbox", "--policy", policy.to_json(),
+                    "--", self._python, "-m", "shipway.serving",
+                    *serving, "--uds-fd", str(unix.fileno()),
+                ]  # fmt: skip
+                process = _Spawned(
+                    subprocess.Popen(  # noqa: ASYNC220 - fork+exec, a few ms
+                        command,
+                        env=env,
+                        cwd=scratch,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                        pass_fds=(unix.fileno(),),
+                        start_new_session=True,  # a Ctrl-C at the terminal reaches the server
+                    )
+                )
+        except BaseException:
             log_file.close()
             socket_path.unlink(missing_ok=True)
             if cgroup is not None:
@@ -212,23 +320,50 @@ class LocalBackend:
         finally:
             unix.close()
         self._processes[spec.instance_id] = _Process(
-            popen, log_path, failure_path, socket_path, scratch, log_file, memory,
+            process, log_path, failure_path, socket_path, scratch, log_file, memory,
             instance_type.name, cgroup, cpus, user,
         )  # fmt: skip
-        log.info("started instance %s (pid %d)", spec.instance_id, popen.pid)
-        return StartedInstance(address=f"unix:{socket_path}", port=None, pid=popen.pid)
+        how = "forked" if isinstance(process, ForkedProcess) else "spawned"
+        log.info("started instance %s (pid %d, %s)", spec.instance_id, process.pid, how)
+        return StartedInstance(address=f"unix:{socket_path}", port=None, pid=process.pid)
 
-    def _environment(self, spec: InstanceSpec, scratch: Path, threads: int) -> dict[str, str]:
+    def _forkable(self, spec: InstanceSpec, env: dict[str, str]) -> bool:
+        """Whether a fork gives this instance the environment it asks for: not when it sets a
+        variable that only takes effect when a process starts or a library loads."""
+        zygote = self._zygotes.environment
+        changed = sorted(
+            name
+            for name in {*env, *zygote}
+            if name.startswith(IMPORT_TIME_PREFIXES)
+            and name not in THREAD_VARIABLES
+            and env.get(name) != zygote.get(name)
+        )
+        if changed:
+            log.info(
+                "instance %s is spawned, not forked: its environment sets %s, read only when a "
+                "process starts", spec.instance_id, ", ".join(changed),
+            )  # fmt: skip
+        return not changed
+
+    def _base_environment(self, home: Path, threads: int) -> dict[str, str]:
+        """What every instance's environment has (and a zygote's is): no Shipway setting, no
+        credentials."""
         env = {name: os.environ[name] for name in PASSED_VARIABLES if name in os.environ}
         env.update(
             PATH="/usr/local/bin:/usr/bin:/bin",
-            HOME=str(scratch),
-            TMPDIR=str(scratch),
-            JOBLIB_TEMP_FOLDER=str(scratch),
+            HOME=str(home),
+            TMPDIR=str(home),
+            JOBLIB_TEMP_FOLDER=str(home),
             PYTHONDONTWRITEBYTECODE="1",
             USER="model",  # its user has no name in /etc/passwd; getpass reads these first
             LOGNAME="model",
         )
+        for name in THREAD_VARIABLES:
+            env[name] = str(threads)
+        return env
+
+    def _environment(self, spec: InstanceSpec, scratch: Path, threads: int) -> dict[str, str]:
+        env = self._base_environment(scratch, threads)
         env.update(spec.environment)
         for name in THREAD_VARIABLES:
             env[name] = str(threads)
@@ -259,10 +394,10 @@ class LocalBackend:
         process = self._processes.get(instance_id)
         if process is None:
             return "the instance is not running"
-        code = process.popen.poll()
-        if code is None:
+        if not process.process.exited():
             self._watch_memory(instance_id, process)
             return None
+        code = process.process.returncode
         limit = _gib(process.memory_limit)
         if process.stopped_for:
             return process.stopped_for[0]
@@ -274,6 +409,11 @@ class LocalBackend:
         if process.failure_path.exists():
             with contextlib.suppress(OSError):
                 return process.failure_path.read_text(errors="replace").strip()[:1000]
+        if code is None:
+            return (
+                "the instance process exited, with a status nobody could read: the zygote it "
+                f"was forked from had stopped before it{_tail(process.log_path)}"
+            )
         if code < 0:
             return f"the instance process was killed by signal {signal.Signals(-code).name}"
         return f"the instance process exited with status {code}{_tail(process.log_path)}"
@@ -282,7 +422,7 @@ class LocalBackend:
         """Without a memory cgroup: stop an instance whose processes outgrew its type."""
         if process.cgroup is not None or process.memory_limit is None:
             return
-        used = _session_rss(process.popen.pid)
+        used = _session_rss(process.process.pid)
         if used <= process.memory_limit:
             return
         reason = (
@@ -293,28 +433,31 @@ class LocalBackend:
         log.warning("instance %s: %s", instance_id, reason)
         process.stopped_for.append(reason)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.popen.pid, signal.SIGKILL)
+            os.killpg(process.process.pid, signal.SIGKILL)
 
     async def stop(self, instance_id: str, grace_seconds: float) -> None:
         process = self._processes.pop(instance_id, None)
         if process is None:
             return
-        popen = process.popen
-        if popen.poll() is None:
-            popen.send_signal(signal.SIGTERM)
+        running = process.process
+        if not running.exited():
+            running.send_signal(signal.SIGTERM)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + grace_seconds
-            while popen.poll() is None and loop.time() < deadline:
+            while not running.exited() and loop.time() < deadline:
                 await asyncio.sleep(0.05)
-            if popen.poll() is None:
+            if not running.exited():
                 log.warning(
                     "instance %s ignored SIGTERM for %.0f s; killing", instance_id, grace_seconds
                 )
-                popen.kill()
-                await asyncio.to_thread(popen.wait)
+                running.send_signal(signal.SIGKILL)
+                deadline = loop.time() + KILL_WAIT_SECONDS
+                while not running.exited() and loop.time() < deadline:
+                    await asyncio.sleep(0.02)
         # whatever the model started and left behind goes with it
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(popen.pid, signal.SIGKILL)
+            os.killpg(running.pid, signal.SIGKILL)
+        running.close()
         if process.cgroup is not None:
             await asyncio.to_thread(process.cgroup.remove)
         process.log_file.close()
@@ -324,13 +467,15 @@ class LocalBackend:
 
     async def close(self, grace_seconds: float) -> None:
         await asyncio.gather(*(self.stop(i, grace_seconds) for i in list(self._processes)))
+        await self._zygotes.close()
+        shutil.rmtree(self._run_dir / _ZYGOTE_FOLDER, ignore_errors=True)
         shutil.rmtree(self._socket_dir, ignore_errors=True)
         if self._cgroups is not None:
             self._cgroups.close()
 
     def pid(self, instance_id: str) -> int | None:
         process = self._processes.get(instance_id)
-        return None if process is None else process.popen.pid
+        return None if process is None else process.process.pid
 
 
 def _remove_stale_socket_folders() -> None:

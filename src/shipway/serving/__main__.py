@@ -1,7 +1,9 @@
 """Run one model server: ``python -m shipway.serving --runtime sklearn --model-dir D --port 8080``.
 
 The compute backend starts instances this way, handing over listening sockets it bound itself
-(``--fd``, ``--uds-fd``) so no port is ever raced for. The server answers ``/ping`` with 503 while
+(``--fd``, ``--uds-fd``) so no port is ever raced for, or forks them from a zygote
+(:mod:`shipway.compute.zygote`), which parses the same arguments and calls :func:`run` in the
+forked process. The server answers ``/ping`` with 503 while
 the model loads; if loading fails it writes the reason to ``--failure-file`` (as SageMaker's
 ``/opt/ml/output/failure``) and exits with status 3. It stops gracefully on SIGTERM, finishing the
 requests in flight, and stops by itself when the process that started it (``--parent-pid``) goes.
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -39,7 +42,10 @@ WATCHDOG_GRACE_SECONDS = 1.0
 """Past the timeout, before the watchdog acts: the router answers the caller first."""
 
 
-def _arguments(argv: list[str] | None) -> argparse.Namespace:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The model server's command line (``None``: ``sys.argv``); defaults read the
+    environment (``SAGEMAKER_CONTAINER_LOG_LEVEL``), so parse once the environment is the
+    instance's."""
     parser = argparse.ArgumentParser(prog="python -m shipway.serving", description=__doc__)
     parser.add_argument("--runtime", required=True, help="runtime name or package.module:Class")
     parser.add_argument("--model-dir", required=True, type=Path)
@@ -81,12 +87,29 @@ def _sockets(args: argparse.Namespace) -> list[socket.socket]:
 
 
 async def _watch_parent(parent_pid: int, server: uvicorn.Server) -> None:
-    while not server.should_exit:
-        if os.getppid() != parent_pid:
-            log.warning("parent process %d is gone; stopping", parent_pid)
-            server.should_exit = True
-            return
-        await asyncio.sleep(1.0)
+    """Stop when the server that started this instance goes. A spawned instance is its child
+    (its parent changes when it dies); a forked one is the zygote's, and watches the server
+    through a pidfd (which, unlike a pid, never names another process later)."""
+    if os.getppid() == parent_pid:
+        while os.getppid() == parent_pid:
+            if server.should_exit:
+                return
+            await asyncio.sleep(1.0)
+    else:
+        try:
+            pidfd = os.pidfd_open(parent_pid)
+        except ProcessLookupError:
+            pidfd = None
+        if pidfd is not None:
+            try:
+                while not select.select([pidfd], [], [], 0)[0]:  # readable once it has exited
+                    if server.should_exit:
+                        return
+                    await asyncio.sleep(1.0)
+            finally:
+                os.close(pidfd)
+    log.warning("parent process %d is gone; stopping", parent_pid)
+    server.should_exit = True
 
 
 def _watchdog(app: ModelServer, timeout: float, failure_file: Path | None) -> None:
@@ -174,14 +197,22 @@ def _stopped(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _arguments(argv)
-    sandbox = os.environ.pop("SHIPWAY_SANDBOX", None)
+    """``python -m shipway.serving``: the sandbox launcher says what it enforced in
+    ``SHIPWAY_SANDBOX``, which goes to the log and out of the model's environment."""
+    args = parse_arguments(argv)
+    return run(args, sandbox=os.environ.pop("SHIPWAY_SANDBOX", None))
+
+
+def run(args: argparse.Namespace, *, sandbox: str | None = None) -> int:
+    """Serve until stopped, in this process; the exit status (3: the model failed to load).
+    ``sandbox`` is what confines this process, logged first."""
     # SAGEMAKER_CONTAINER_LOG_LEVEL is a number ("20") as the SageMaker SDK sets it, or a name
     level = str(args.log_level)
     logging.basicConfig(
         level=int(level) if level.isdigit() else level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,  # a forked instance drops its zygote's logging
     )
     if sandbox:
         log.info(sandbox)
