@@ -1,4 +1,5 @@
-"""The metadata store: models, endpoint configurations, endpoints and instances, in SQL.
+"""The metadata store: models, endpoint configurations, endpoints, instances, alarms and
+scaling (targets, policies, activities), in SQL.
 
 SQLite in the data dir by default; PostgreSQL (or any SQLAlchemy URL) for scale-out. Opening a
 store brings its schema to the newest revision with Alembic, so a data dir written by an older
@@ -34,13 +35,14 @@ from shipway.domain.model import Model
 from shipway.domain.shape import Shape
 from shipway.store import schema
 from shipway.store.alarms import AlarmStore
+from shipway.store.scaling import ScalingStore
 
 __all__ = ["Collection", "Instances", "MetadataStore"]
 
 S = TypeVar("S", bound=Shape)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _epoch(value: datetime) -> float:
@@ -307,6 +309,7 @@ class MetadataStore:
         )
         self.instances = Instances(self.engine)
         self.alarms = AlarmStore(self.engine)
+        self.scaling = ScalingStore(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

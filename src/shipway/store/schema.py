@@ -16,6 +16,9 @@ __all__ = [
     "instances",
     "metadata",
     "models",
+    "scalable_targets",
+    "scaling_activities",
+    "scaling_policies",
 ]
 
 metadata = sa.MetaData()
@@ -72,4 +75,45 @@ alarm_history = sa.Table(
     sa.Column("timestamp", sa.Float, nullable=False, index=True),
     sa.Column("item_type", sa.String(32), nullable=False),
     sa.Column("doc", sa.Text, nullable=False),
+)
+
+# Application Auto Scaling. A target is keyed by its variant and dimension; ``resource_key`` is
+# its ResourceId with the endpoint's name lower-cased (endpoint names are case-insensitive),
+# ``endpoint_key`` that name alone, to forget an endpoint's targets with it. The integer ids
+# order each listing and are the keyset its NextToken carries.
+scalable_targets = sa.Table(
+    "scalable_targets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("resource_key", sa.String(255), nullable=False),
+    sa.Column("scalable_dimension", sa.String(64), nullable=False),
+    sa.Column("endpoint_key", sa.String(64), nullable=False, index=True),
+    sa.Column("tags", sa.Text, nullable=True),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.UniqueConstraint("resource_key", "scalable_dimension", name="uq_scalable_targets_target"),
+)
+scaling_policies = sa.Table(
+    "scaling_policies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("resource_key", sa.String(255), nullable=False),
+    sa.Column("scalable_dimension", sa.String(64), nullable=False),
+    sa.Column("policy_name", sa.String(256), nullable=False),
+    sa.Column("endpoint_key", sa.String(64), nullable=False, index=True),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.UniqueConstraint(
+        "resource_key", "scalable_dimension", "policy_name", name="uq_scaling_policies_name"
+    ),
+)
+scaling_activities = sa.Table(
+    "scaling_activities",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("activity_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("resource_key", sa.String(255), nullable=False),
+    sa.Column("scalable_dimension", sa.String(64), nullable=False),
+    sa.Column("endpoint_key", sa.String(64), nullable=False, index=True),
+    sa.Column("not_scaled", sa.Boolean, nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.Index("ix_scaling_activities_target", "resource_key", "scalable_dimension", "id"),
 )
