@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 
 from shipway.api.auth import AccessKeys, AuthMiddleware, load_access_keys
+from shipway.api.autoscaling import AutoscalingAPI
 from shipway.api.body_limit import BodyLimits, guard_body
 from shipway.api.cloudwatch import CloudWatchAPI
 from shipway.api.rest import create_rest_app
@@ -43,6 +44,7 @@ from shipway.server_lock import ServerLock
 from shipway.service import EndpointConfigService, EndpointService, ModelService
 from shipway.service.alarms import AlarmEvaluator, AlarmService
 from shipway.service.metrics import MetricService
+from shipway.service.scaling import ScalingService
 from shipway.service.tags import TagService
 from shipway.settings import Settings
 from shipway.store.artifacts import ArchiveLimits, ArtifactStore, SourcePolicy
@@ -138,7 +140,7 @@ class Platform:
             publish=self.router.apply,
             mark_up=self.router.table.mark_up,
             firing=self._firing,
-            removed=self.router.forget_metrics,  # their series leave /metrics
+            removed=self._removed,
             demand=self.router.demand,
             metrics=self.metrics,
         )
@@ -153,10 +155,26 @@ class Platform:
             alarms=self.alarms,
         )
         self.tags = TagService(self.store, account)
+        self.scaling = ScalingService(
+            self.store,
+            self.alarms,
+            self.clock,
+            account,
+            interval_seconds=settings.autoscaling_interval_seconds,
+            max_instances=settings.max_instances,
+            on_change=self.controller.wake,
+        )
         self.rest = create_rest_app(self)
         self.runtime_api = RuntimeAPI(self.router)
         self.sagemaker_api = SageMakerAPI(self)
         self.cloudwatch_api = CloudWatchAPI(self)
+        self.autoscaling_api = AutoscalingAPI(self)
+
+    def _removed(self, endpoint_name: str, variant_names: frozenset[str] | None) -> None:
+        """An endpoint is gone (``variant_names`` None), or a deployment left these variants
+        behind: their metric series leave /metrics, their scaling goes."""
+        self.router.forget_metrics(endpoint_name, variant_names)
+        self.scaling.forget_endpoint(endpoint_name, variant_names)
 
     def _firing(self, names: Sequence[str]) -> list[str]:
         """Which of these alarms are in ALARM now (a deployment's rollback alarms)."""
@@ -188,6 +206,8 @@ class Platform:
             receive = guarded
         if kind == "http" and CloudWatchAPI.handles(scope):
             await self.cloudwatch_api(scope, receive, send)
+        elif kind == "http" and AutoscalingAPI.handles(scope):
+            await self.autoscaling_api(scope, receive, send)
         elif kind == "http" and SageMakerAPI.handles(scope):
             await self.sagemaker_api(scope, receive, send)
         elif kind == "lifespan":

@@ -1,0 +1,206 @@
+"""The Application Auto Scaling wire adapter: JSON 1.1, ``POST /`` with ``X-Amz-Target``.
+
+``boto3.client("application-autoscaling", endpoint_url=...)`` sends
+``X-Amz-Target: AnyScaleFrontendService.<Operation>`` and a JSON body of the operation's input
+shape; it reads the output shape back (timestamps as epoch seconds), and for errors the code in
+the body's ``__type``, which names one of the service's modelled errors, so boto3 raises
+``client.exceptions.ValidationException``, ``ObjectNotFoundException``... No rule lives here:
+only the translation, and one mapping of domain errors to the service's error shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from shipway.domain.errors import (
+    InvalidNextToken,
+    ResourceLimitExceeded,
+    ShipwayError,
+    ValidationError,
+)
+from shipway.domain.scaling import (
+    ConcurrentUpdate,
+    DeleteScalingPolicyInput,
+    DeregisterScalableTargetInput,
+    DescribeScalableTargetsInput,
+    DescribeScalingActivitiesInput,
+    DescribeScalingPoliciesInput,
+    ObjectNotFound,
+    PutScalingPolicyInput,
+    RegisterScalableTargetInput,
+)
+from shipway.domain.shape import Shape, parse
+
+if TYPE_CHECKING:
+    from shipway.platform import Platform
+
+__all__ = ["OPERATIONS", "TARGET_PREFIX", "AutoscalingAPI", "wire_error"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Document = dict[str, Any]
+
+TARGET_PREFIX = "AnyScaleFrontendService."
+"""Application Auto Scaling's target prefix (the service's Smithy name)."""
+CONTENT_TYPE = b"application/x-amz-json-1.1"
+
+# --- operations -------------------------------------------------------------------------------
+
+Call = Callable[["Platform", Document], Shape | None]
+OPERATIONS: dict[str, Call] = {}
+
+
+def _operation(name: str) -> Callable[[Call], Call]:
+    def register(call: Call) -> Call:
+        OPERATIONS[name] = call
+        return call
+
+    return register
+
+
+@_operation("RegisterScalableTarget")
+def _register_scalable_target(p: Platform, body: Document) -> Shape:
+    return p.scaling.register_scalable_target(parse(RegisterScalableTargetInput, body))
+
+
+@_operation("DescribeScalableTargets")
+def _describe_scalable_targets(p: Platform, body: Document) -> Shape:
+    return p.scaling.describe_scalable_targets(parse(DescribeScalableTargetsInput, body))
+
+
+@_operation("DeregisterScalableTarget")
+def _deregister_scalable_target(p: Platform, body: Document) -> None:
+    p.scaling.deregister_scalable_target(parse(DeregisterScalableTargetInput, body))
+
+
+@_operation("PutScalingPolicy")
+def _put_scaling_policy(p: Platform, body: Document) -> Shape:
+    return p.scaling.put_scaling_policy(parse(PutScalingPolicyInput, body))
+
+
+@_operation("DescribeScalingPolicies")
+def _describe_scaling_policies(p: Platform, body: Document) -> Shape:
+    return p.scaling.describe_scaling_policies(parse(DescribeScalingPoliciesInput, body))
+
+
+@_operation("DeleteScalingPolicy")
+def _delete_scaling_policy(p: Platform, body: Document) -> None:
+    p.scaling.delete_scaling_policy(parse(DeleteScalingPolicyInput, body))
+
+
+@_operation("DescribeScalingActivities")
+def _describe_scaling_activities(p: Platform, body: Document) -> Shape:
+    return p.scaling.describe_scaling_activities(parse(DescribeScalingActivitiesInput, body))
+
+
+# --- errors and documents ---------------------------------------------------------------------
+
+
+def wire_error(exc: Exception) -> tuple[int, str, str]:
+    """Status, ``__type`` (a modelled error shape of the service) and message of an error.
+
+    AWS's model gives these errors no status: bad input is 400, an unexpected failure
+    ``InternalServiceException`` 500 (which boto3 retries)."""
+    if isinstance(exc, ObjectNotFound):
+        return 400, "ObjectNotFoundException", exc.message
+    if isinstance(exc, ResourceLimitExceeded):
+        return 400, "LimitExceededException", exc.message
+    if isinstance(exc, InvalidNextToken):
+        return 400, "InvalidNextTokenException", exc.message
+    if isinstance(exc, ConcurrentUpdate):
+        return 400, "ConcurrentUpdateException", exc.message
+    if isinstance(exc, ShipwayError) and exc.code != "InternalFailure":
+        return 400, "ValidationException", exc.message
+    return 500, "InternalServiceException", "An internal error occurred; see the server log."
+
+
+def _wire(value: Any) -> Any:
+    """A dumped shape in JSON 1.1 form: timestamps as epoch seconds, unset members omitted."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    return value
+
+
+def _output(result: Shape | None) -> Document:
+    if result is None:
+        return {}
+    document: Document = _wire(result.model_dump(mode="python", by_alias=True, exclude_none=True))
+    return document
+
+
+# --- the adapter ------------------------------------------------------------------------------
+
+
+class AutoscalingAPI:
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    @staticmethod
+    def handles(scope: Scope) -> bool:
+        if scope["method"] != "POST" or scope["path"] != "/":
+            return False
+        for name, value in scope["headers"]:
+            if name == b"x-amz-target":
+                return bool(value.startswith(TARGET_PREFIX.encode()))
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = dict(scope["headers"]).get(b"x-amz-target", b"").decode("latin-1")
+        name = target[len(TARGET_PREFIX) :]
+        body = await _read(receive)
+        call = OPERATIONS.get(name)
+        if call is None:
+            message = f"Unknown operation {target}."
+            await _respond(send, 400, {"__type": "UnknownOperationException", "Message": message})
+            return
+        try:
+            try:
+                document = orjson.loads(body) if body.strip() else {}
+            except orjson.JSONDecodeError as exc:
+                message = f"The request body is not JSON: {exc}"
+                await _respond(send, 400, {"__type": "SerializationException", "Message": message})
+                return
+            if not isinstance(document, dict):
+                raise ValidationError("The request body must be a JSON object.")
+            result = await asyncio.to_thread(call, self._platform, document)
+        except Exception as exc:
+            if not isinstance(exc, ShipwayError):
+                log.exception("%s failed", target)
+            status, code, message = wire_error(exc)
+            await _respond(send, status, {"__type": code, "Message": message})
+            return
+        await _respond(send, 200, _output(result))
+
+
+async def _read(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, document: Document) -> None:
+    body = orjson.dumps(document)
+    headers = [
+        (b"content-type", CONTENT_TYPE),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
