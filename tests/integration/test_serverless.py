@@ -107,15 +107,16 @@ def body(model: models.Trained, sleep: float = 0.0) -> str:
     return json.dumps({"rows": model.rows.tolist(), "sleep": sleep})
 
 
-def instance_processes(server: ShipwayServer) -> list[int]:
-    """Processes working in one of the server's instance scratch folders (every instance's
-    working directory), whatever started them."""
-    run = str(server.home / "run")
+def instance_processes(server: ShipwayServer, endpoint: str) -> list[int]:
+    """Processes working in a scratch folder of one of the endpoint's instances (each works in
+    ``<home>/run/<instance id>``, and instance ids start with the endpoint's name), whatever
+    started them."""
+    prefix = f"{server.home / 'run'}/{endpoint}-"
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.readlink(f"/proc/{entry}/cwd").startswith(run + "/"):
+                if os.readlink(f"/proc/{entry}/cwd").startswith(prefix):
                     found.append(int(entry))
             except OSError:
                 continue
@@ -141,7 +142,7 @@ def test_no_instance_until_the_first_request_which_waits_for_the_cold_start(
     assert variant["DesiredServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
     assert variant["CurrentInstanceCount"] == 0
     assert "DesiredInstanceCount" not in variant
-    assert instance_processes(server) == []
+    assert instance_processes(server, "sl-cold") == []
 
     runtime = aws(server.url, "sagemaker-runtime")
     answer = runtime.invoke_endpoint(
@@ -149,7 +150,7 @@ def test_no_instance_until_the_first_request_which_waits_for_the_cold_start(
     )
     assert answer["InvokedProductionVariant"] == "AllTraffic"
     np.testing.assert_array_equal(json.loads(answer["Body"].read()), model.expected)
-    assert len(instance_processes(server)) >= 1
+    assert len(instance_processes(server, "sl-cold")) >= 1
     assert (
         sagemaker.describe_endpoint(EndpointName="sl-cold")["ProductionVariants"][0][
             "CurrentInstanceCount"
@@ -232,7 +233,7 @@ def test_an_idle_variant_scales_to_zero_and_the_next_request_starts_it_again(
     started = time.monotonic()
     wait_for(lambda: count() == 0, IDLE_SECONDS + 10, "scale to zero")
     assert time.monotonic() - started >= IDLE_SECONDS - 1.5  # not before the idle time
-    wait_for(lambda: not instance_processes(server), 10, "no instance process left")
+    wait_for(lambda: not instance_processes(server, "sl-idle"), 10, "no instance process left")
     assert sagemaker.describe_endpoint(EndpointName="sl-idle")["EndpointStatus"] == "InService"
     invoke()  # a cold start again
     assert count() == 1
