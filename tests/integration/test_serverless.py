@@ -15,6 +15,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -380,3 +381,29 @@ def test_the_cli_creates_a_serverless_endpoint_from_a_model(
         "MemorySizeInMB": 2048,
         "MaxConcurrency": 5,
     }
+
+
+def test_a_model_that_cannot_load_fails_its_requests_at_once_with_the_reason(
+    server: ShipwayServer, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.joblib").write_bytes(b"not a pickle")
+    create(
+        server,
+        "sl-broken",
+        models.Trained(broken, "sklearn", np.zeros((1, 30)), np.zeros(1)),
+        {"MemorySizeInMB": 1024, "MaxConcurrency": 2},
+    )
+    client = runtime_without_retries(server)
+    for _ in range(2):  # the cold start, then a request while the restart waits (backoff)
+        started = time.monotonic()
+        with pytest.raises(ClientError) as failed:
+            client.invoke_endpoint(
+                EndpointName="sl-broken", Body="[[0]]", ContentType="application/json"
+            )
+        assert time.monotonic() - started < 10
+        error = failed.value.response["Error"]
+        assert error["Code"] == "ServiceUnavailable"
+        assert "could not start an instance" in error["Message"]
+        assert "model.joblib" in error["Message"] or "pickle" in error["Message"].lower()

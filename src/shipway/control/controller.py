@@ -143,6 +143,8 @@ class Controller:
         """Per serverless endpoint: the most instances its traffic asked for lately, and when
         (the count goes down only once that many were not needed for the idle time)."""
         self._readying: set[asyncio.Task[None]] = set()
+        self._cold_failures: dict[tuple[str, str], str] = {}
+        """Why the last instance of a serverless variant failed to start, until one serves."""
         self._stopping: set[asyncio.Task[None]] = set()
         self._hung: list[tuple[str, str]] = []
         """Instances the router reported hung, with why, to fail on the next pass."""
@@ -291,6 +293,7 @@ class Controller:
                 tracked.served = True
                 await self._set(tracked, InstanceStatus.IN_SERVICE)
                 self._backoff.pop(_key(instance), None)
+                self._cold_failures.pop((instance.endpoint_name, instance.variant_name), None)
             return
         if healthy:
             if instance.consecutive_ping_failures:
@@ -321,6 +324,10 @@ class Controller:
             self._backoff = {
                 k: v for k, v in self._backoff.items() if k[0] != endpoint.endpoint_name
             }
+            self._cold_failures = {
+                k: v for k, v in self._cold_failures.items() if k[0] != endpoint.endpoint_name
+            }
+            self._serverless_high.pop(endpoint.endpoint_name, None)
             self._publish()  # out of the routing table (if stopping its instances did not)
             self._removed(endpoint.endpoint_name, None)
             log.info("endpoint %s deleted", endpoint.endpoint_name)
@@ -530,6 +537,8 @@ class Controller:
                 report and not tracked.served
             ):
                 failure = f"the model {variant.model_name} could not be served: {reason}"
+            if variant.serverless_config is not None and not tracked.served:
+                self._cold_failures[(endpoint.endpoint_name, variant.variant_name)] = reason
             backoff = self._backoff.setdefault(key, _Backoff())
             backoff.failures += 1
             backoff.not_before = self._clock.monotonic() + min(
@@ -558,6 +567,8 @@ class Controller:
                 except ShipwayError as exc:
                     failure = exc.message
                     log.warning("cannot start %s/%s: %s", key[0], key[2], exc.message)
+                    if variant.serverless_config is not None:
+                        self._cold_failures[(key[0], key[2])] = exc.message
         if len(live) > desired:
             extra = sorted(
                 live,
@@ -678,6 +689,9 @@ class Controller:
                     tracked.served = True
                     await self._set(tracked, InstanceStatus.IN_SERVICE)
                     self._backoff.pop(_key(tracked.instance), None)
+                    self._cold_failures.pop(
+                        (tracked.instance.endpoint_name, tracked.instance.variant_name), None
+                    )
                     self._publish()
                     if serverless:
                         self._record_setup(tracked)
@@ -896,6 +910,9 @@ class Controller:
                 for i in serving
                 if i.variant_name == variant.variant_name
             )
+            failure = None
+            if not instances:
+                failure = self._cold_failures.get((endpoint.endpoint_name, variant.variant_name))
             snapshots.append(
                 VariantSnapshot(
                     variant.variant_name,
@@ -903,6 +920,7 @@ class Controller:
                     weight,
                     variant.routing_strategy,
                     instances,
+                    failure,
                 )
             )
         return snapshots

@@ -431,6 +431,12 @@ class Router:
             try:
                 return (route, *self._pick(route, target, tried))
             except ServiceUnavailable:
+                failed = route.serverless and next((v for v in route.variants if v.failure), None)
+                if failed:
+                    raise ServiceUnavailable(
+                        f"Variant {failed.name} of endpoint {route.name} could not start an "
+                        f"instance: {failed.failure}"
+                    ) from None
                 remaining = started + wait - time.perf_counter()
                 if remaining <= 0:
                     raise

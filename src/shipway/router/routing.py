@@ -49,6 +49,9 @@ class VariantSnapshot:
     weight: float
     strategy: RoutingStrategy
     instances: tuple[InstanceSnapshot, ...]
+    failure: str | None = None
+    """Why its last instance could not start, while none is in service (a serverless variant's
+    requests then fail at once with it instead of waiting for a start that keeps failing)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class VariantRoute:
     strategy: RoutingStrategy
     instances: list[InstanceRoute]
     _rng: random.Random = field(repr=False, default_factory=random.Random)
+    failure: str | None = None
 
     @property
     def instance_count(self) -> int:
@@ -208,6 +212,7 @@ class RoutingTable:
                 variant.strategy,
                 routes,
                 self._rng,
+                variant.failure,
             )
 
         endpoints: dict[str, EndpointRoute] = {}
