@@ -156,6 +156,7 @@ async def _serve(args: argparse.Namespace) -> int:
         app,
         loop="none",
         http="httptools",
+        ws="none",  # no WebSocket route: and no import of websockets/wsproto at every start
         lifespan="off",
         access_log=False,
         log_level="warning",
