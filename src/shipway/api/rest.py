@@ -1,7 +1,7 @@
 """Shipway's own REST API (FastAPI; OpenAPI at ``/openapi.json``, shown at ``/docs``, offline).
 
-Resources under ``/api``: models, endpoint configurations, endpoints, instance types, metrics and
-alarms.
+Resources under ``/api``: models, endpoint configurations, endpoints, instance types, metrics,
+alarms and autoscaling (a variant's scalable target, its policies and activities).
 Bodies use the same shapes as the SageMaker API, with its PascalCase member names. Invocations go
 to ``POST /endpoints/{name}/invocations``, the same path boto3's runtime client uses.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
@@ -67,6 +67,18 @@ from shipway.domain.errors import (
 )
 from shipway.domain.listing import ListEndpointsInput, ListInput, SortBy, SortOrder
 from shipway.domain.model import CreateModelInput, CreateModelOutput, Model
+from shipway.domain.scaling import (
+    DeleteScalingPolicyInput,
+    DeregisterScalableTargetInput,
+    EndpointScaling,
+    PolicyName,
+    PutScalingPolicyInput,
+    RegisterScalableTargetInput,
+    ScalableTarget,
+    ScalableTargetUpdate,
+    ScalingPolicy,
+    ScalingPolicyDefinition,
+)
 from shipway.domain.shape import describe_errors, dump, parse
 from shipway.monitor.shadow_report import ShadowReport, ShadowReportNotFound
 from shipway.router.router import Invocation
@@ -558,6 +570,184 @@ def create_rest_app(platform: Platform) -> FastAPI:
             },
         )
         return dump(services.alarms.describe_alarm_history(request))
+
+    # --- autoscaling (Application Auto Scaling's, for one variant at a time) -------------------
+
+    def _target(name: str, variant: str) -> dict[str, Any]:
+        """A variant's target identity: the dimension its kind scales along."""
+        return {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": f"endpoint/{name}/variant/{variant}",
+            "ScalableDimension": services.scaling.dimension_of(name, variant),
+        }
+
+    @app.get(
+        "/api/endpoints/{name}/scaling",
+        tags=["autoscaling"],
+        response_model_exclude_none=True,
+        responses=raises(NotFound),
+    )
+    def endpoint_scaling(name: str) -> EndpointScaling:
+        """Every scalable variant of the endpoint: bounds, desired capacity now, policies and
+        the states of their alarms."""
+        return services.scaling.endpoint_scaling(name)
+
+    @app.get(
+        "/api/endpoints/{name}/scaling/activities",
+        tags=["autoscaling"],
+        responses=raises(ValidationError, NotFound),
+    )
+    def endpoint_scaling_activities(
+        name: str,
+        variant: Annotated[str | None, Query(description="One variant's only")] = None,
+        include_not_scaled: Annotated[
+            bool, Query(description="Also the activities that did not scale")
+        ] = False,
+        max_results: Annotated[int, Query(ge=1, le=100)] = 50,
+        next_token: str | None = None,
+    ) -> dict[str, Any]:
+        """The endpoint's scaling activities, newest first (DescribeScalingActivities)."""
+        services.endpoints.get(name)
+        return dump(
+            services.scaling.endpoint_activities(
+                name,
+                variant_name=variant,
+                include_not_scaled=include_not_scaled,
+                max_results=max_results,
+                next_token=next_token,
+            )
+        )
+
+    @app.get(
+        "/api/endpoints/{name}/variants/{variant}/scaling",
+        tags=["autoscaling"],
+        response_model_exclude_none=True,
+        responses=raises(ValidationError, NotFound),
+    )
+    def describe_scalable_target(name: str, variant: str) -> ScalableTarget:
+        """The variant's scalable target (404 when it is not registered)."""
+        target = _target(name, variant)
+        return services.scaling.describe_target(target["ResourceId"], target["ScalableDimension"])
+
+    @app.put(
+        "/api/endpoints/{name}/variants/{variant}/scaling",
+        tags=["autoscaling"],
+        response_model_exclude_none=True,
+        responses=raises(ValidationError, NotFound, InvalidState),
+    )
+    def register_scalable_target(
+        name: str, variant: str, body: ScalableTargetUpdate
+    ) -> ScalableTarget:
+        """Register the variant as a scalable target (MinCapacity and MaxCapacity), or update
+        the fields given (RegisterScalableTarget): a desired capacity outside the new bounds
+        is brought inside them."""
+        target = _target(name, variant)
+        request = parse(RegisterScalableTargetInput, {**target, **dump(body)})
+        services.scaling.register_scalable_target(request)
+        return services.scaling.describe_target(target["ResourceId"], target["ScalableDimension"])
+
+    @app.delete(
+        "/api/endpoints/{name}/variants/{variant}/scaling",
+        tags=["autoscaling"],
+        status_code=204,
+        responses=raises(ValidationError, NotFound),
+    )
+    def deregister_scalable_target(name: str, variant: str) -> Response:
+        """Deregister the variant (DeregisterScalableTarget): its policies and their alarms go;
+        its capacity stays as it is."""
+        request = parse(DeregisterScalableTargetInput, _target(name, variant))
+        services.scaling.deregister_scalable_target(request)
+        return Response(status_code=204)
+
+    @app.get(
+        "/api/endpoints/{name}/variants/{variant}/scaling/policies",
+        tags=["autoscaling"],
+        responses=raises(ValidationError, NotFound),
+    )
+    def list_scaling_policies(name: str, variant: str) -> dict[str, Any]:
+        """The variant's scaling policies, each with its alarms (404 when it is not
+        registered)."""
+        target = _target(name, variant)
+        registered = services.scaling.describe_target(
+            target["ResourceId"], target["ScalableDimension"]
+        )
+        return {"ScalingPolicies": [dump(p) for p in services.scaling.policies(registered)]}
+
+    @app.get(
+        "/api/endpoints/{name}/variants/{variant}/scaling/policies/{policy}",
+        tags=["autoscaling"],
+        response_model_exclude_none=True,
+        responses=raises(ValidationError, NotFound),
+    )
+    def describe_scaling_policy(
+        name: str, variant: str, policy: Annotated[PolicyName, Path()]
+    ) -> ScalingPolicy:
+        target = _target(name, variant)
+        return services.scaling.describe_policy(
+            target["ResourceId"], target["ScalableDimension"], policy
+        )
+
+    @app.put(
+        "/api/endpoints/{name}/variants/{variant}/scaling/policies/{policy}",
+        tags=["autoscaling"],
+        response_model_exclude_none=True,
+        responses=raises(ValidationError, NotFound, InvalidState, ResourceLimitExceeded),
+    )
+    def put_scaling_policy(
+        name: str,
+        variant: str,
+        policy: Annotated[PolicyName, Path()],
+        body: ScalingPolicyDefinition,
+    ) -> ScalingPolicy:
+        """Create the policy, or replace the one of that name (PutScalingPolicy): target
+        tracking (with its AlarmHigh and AlarmLow alarms) or step scaling. The variant must be
+        registered first (404 otherwise)."""
+        target = _target(name, variant)
+        request = parse(PutScalingPolicyInput, {**target, **dump(body), "PolicyName": policy})
+        services.scaling.put_scaling_policy(request)
+        return services.scaling.describe_policy(
+            target["ResourceId"], target["ScalableDimension"], policy
+        )
+
+    @app.delete(
+        "/api/endpoints/{name}/variants/{variant}/scaling/policies/{policy}",
+        tags=["autoscaling"],
+        status_code=204,
+        responses=raises(ValidationError, NotFound),
+    )
+    def delete_scaling_policy(
+        name: str, variant: str, policy: Annotated[PolicyName, Path()]
+    ) -> Response:
+        """Delete the policy (DeleteScalingPolicy) and the alarms target tracking made for it."""
+        request = parse(DeleteScalingPolicyInput, {**_target(name, variant), "PolicyName": policy})
+        services.scaling.delete_scaling_policy(request)
+        return Response(status_code=204)
+
+    @app.get(
+        "/api/endpoints/{name}/variants/{variant}/scaling/activities",
+        tags=["autoscaling"],
+        responses=raises(ValidationError, NotFound),
+    )
+    def variant_scaling_activities(
+        name: str,
+        variant: str,
+        include_not_scaled: Annotated[
+            bool, Query(description="Also the activities that did not scale")
+        ] = False,
+        max_results: Annotated[int, Query(ge=1, le=100)] = 50,
+        next_token: str | None = None,
+    ) -> dict[str, Any]:
+        """The variant's scaling activities, newest first (DescribeScalingActivities)."""
+        services.endpoints.get(name)
+        return dump(
+            services.scaling.endpoint_activities(
+                name,
+                variant_name=variant,
+                include_not_scaled=include_not_scaled,
+                max_results=max_results,
+                next_token=next_token,
+            )
+        )
 
     registry = CollectorRegistry(auto_describe=True)
     registry.register(services.metrics.collector())

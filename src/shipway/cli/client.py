@@ -48,6 +48,14 @@ if TYPE_CHECKING:
     )
     from shipway.domain.instance_types import InstanceType
     from shipway.domain.model import CreateModelInput, Model, ModelSummary
+    from shipway.domain.scaling import (
+        EndpointScaling,
+        ScalableTarget,
+        ScalableTargetUpdate,
+        ScalingActivity,
+        ScalingPolicy,
+        ScalingPolicyDefinition,
+    )
     from shipway.domain.shape import Shape
     from shipway.domain.sorting import SortBy, SortOrder
     from shipway.monitor.shadow_report import ShadowReport
@@ -419,6 +427,57 @@ class ShipwayClient:
         items = self._list(path, "AlarmHistoryItems", params, max_results)
         return [_shape(AlarmHistoryItem, item) for item in items]
 
+    # --- autoscaling ----------------------------------------------------------------------------
+
+    def endpoint_scaling(self, endpoint: str) -> EndpointScaling:
+        """The endpoint's scalable variants: bounds, desired capacity, policies, alarm states."""
+        from shipway.domain.scaling import EndpointScaling
+
+        answer = self._document("GET", f"/api/endpoints/{_name(endpoint)}/scaling")
+        return _shape(EndpointScaling, answer)
+
+    def register_scalable_target(
+        self, endpoint: str, variant: str, update: ScalableTargetUpdate
+    ) -> ScalableTarget:
+        """Register a variant as a scalable target, or update it (RegisterScalableTarget)."""
+        from shipway.domain.scaling import ScalableTarget
+
+        answer = self._document("PUT", _scaling(endpoint, variant), json=_wire(update))
+        return _shape(ScalableTarget, answer)
+
+    def deregister_scalable_target(self, endpoint: str, variant: str) -> None:
+        self._request("DELETE", _scaling(endpoint, variant))
+
+    def put_scaling_policy(
+        self, endpoint: str, variant: str, name: str, definition: ScalingPolicyDefinition
+    ) -> ScalingPolicy:
+        """Create or replace a scaling policy of a registered variant (PutScalingPolicy)."""
+        from shipway.domain.scaling import ScalingPolicy
+
+        path = f"{_scaling(endpoint, variant)}/policies/{_name(name)}"
+        return _shape(ScalingPolicy, self._document("PUT", path, json=_wire(definition)))
+
+    def delete_scaling_policy(self, endpoint: str, variant: str, name: str) -> None:
+        self._request("DELETE", f"{_scaling(endpoint, variant)}/policies/{_name(name)}")
+
+    def scaling_activities(
+        self,
+        endpoint: str,
+        *,
+        variant: str | None = None,
+        include_not_scaled: bool = False,
+        max_results: int | None = None,
+    ) -> list[ScalingActivity]:
+        """The endpoint's (or one variant's) scaling activities, newest first."""
+        from shipway.domain.scaling import ScalingActivity
+
+        params = {"include_not_scaled": "true" if include_not_scaled else "false"}
+        if variant is not None:
+            params["variant"] = variant
+        path = f"/api/endpoints/{_name(endpoint)}/scaling/activities"
+        items = self._list(path, "ScalingActivities", params, max_results)
+        return [_shape(ScalingActivity, item) for item in items]
+
     # --- invocations and the catalog ----------------------------------------------------------
 
     def invoke(
@@ -530,6 +589,10 @@ class ShipwayClient:
 
 def _name(name: str) -> str:
     return quote(name, safe="")
+
+
+def _scaling(endpoint: str, variant: str) -> str:
+    return f"/api/endpoints/{_name(endpoint)}/variants/{_name(variant)}/scaling"
 
 
 def _filters(

@@ -57,6 +57,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Alarms on endpoint metrics (CloudWatch's): put, list, describe, delete, set state, "
         "history.",
     ),
+    "scaling": (
+        "shipway.cli.scaling:app",
+        "Autoscaling of endpoint variants: register, policy, show, activities, deregister, "
+        "delete-policy.",
+    ),
 }
 """Each command: where it lives (``module:attribute``, a function or a :class:`typer.Typer`)
 and the line the root's help shows for it (a test checks it is the command's own)."""

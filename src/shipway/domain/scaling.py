@@ -51,6 +51,7 @@ __all__ = [
     "NotScaledReason",
     "NotScaledReasonCode",
     "ObjectNotFound",
+    "PolicyName",
     "PolicyType",
     "PredefinedMetricSpecification",
     "PredefinedMetricType",

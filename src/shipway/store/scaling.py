@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from shipway.domain.scaling import (
+    ConcurrentUpdate,
     ScalableDimension,
     ScalableTarget,
     ScalingActivity,
@@ -399,11 +400,17 @@ class ScalingStore:
                         # first write, after the read, and lose a concurrent writer's change
                         conn.exec_driver_sql("BEGIN IMMEDIATE")
                     return run(conn)
-            except (sa.exc.OperationalError, sa.exc.IntegrityError):
+            except (sa.exc.OperationalError, sa.exc.IntegrityError) as exc:
                 # SQLite: another writer got there first; both: a concurrent insert of the key
-                if attempt == _ATTEMPTS - 1:
+                if attempt < _ATTEMPTS - 1:
+                    time.sleep(0.01 * (attempt + 1))
+                elif isinstance(exc, sa.exc.IntegrityError):
+                    raise ConcurrentUpdate(
+                        "Another request changed the same scalable target or scaling policy "
+                        "at the same moment; try again."
+                    ) from exc
+                else:
                     raise
-                time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
 
