@@ -1,5 +1,6 @@
 """The local backend on its own, without control groups: the fallback where the machine does
-not let the server make them (instances pinned to cores, memory watched by the backend)."""
+not let the server make them (instances pinned to cores, memory watched by the backend), for
+instances forked from a zygote and spawned alike."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from shipway.compute.backend import InstanceSpec
-from shipway.compute.local import LocalBackend
+from shipway.compute.local import LocalBackend, StartMethod
 from shipway.domain.instance_types import InstanceType
 from shipway.serving.runtime import resolve_runtime
 from tests.fixtures.hostile import LEAKY
@@ -40,10 +41,18 @@ def _ping(socket_path: str) -> int:
         return client.get("/ping").status_code
 
 
+START_METHODS = pytest.mark.parametrize("start_method", ["fork", "spawn"])
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores")
-def test_without_cgroups_instances_are_pinned_and_their_memory_watched(tmp_path: Path) -> None:
+@START_METHODS
+def test_without_cgroups_instances_are_pinned_and_their_memory_watched(
+    tmp_path: Path, start_method: StartMethod
+) -> None:
     async def scenario() -> None:
-        backend = LocalBackend(tmp_path / "logs", tmp_path / "run", cgroups=False)
+        backend = LocalBackend(
+            tmp_path / "logs", tmp_path / "run", cgroups=False, start_method=start_method
+        )
         spec = InstanceSpec(
             instance_id="leaky-1",
             model_name="leaky",
@@ -112,8 +121,9 @@ def _uid(pid: int) -> int:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="instances get users of their own from root only")
+@START_METHODS
 def test_an_instance_runs_as_a_user_of_its_own_unless_its_model_is_closed_to_others(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, start_method: StartMethod
 ) -> None:
     """A model others may read runs as a user of its own; one only root may read still runs,
     as root without capabilities, and the server says why and how to change it."""
@@ -144,7 +154,11 @@ def test_an_instance_runs_as_a_user_of_its_own_unless_its_model_is_closed_to_oth
 
     async def scenario() -> None:
         backend = LocalBackend(
-            tmp_path / "logs", tmp_path / "run", uid_base=UID_BASE, unchanging=[tmp_path / "cache"]
+            tmp_path / "logs",
+            tmp_path / "run",
+            uid_base=UID_BASE,
+            unchanging=[tmp_path / "cache"],
+            start_method=start_method,
         )
         try:
             open_model = _model(tmp_path / "open")
