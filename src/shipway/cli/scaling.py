@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shipway.cli.client import ClientError, ShipwayClient
-from shipway.cli.render import AsJson, MaxResults, console, print_json, print_list, timestamp
+from shipway.cli.render import AsJson, MaxResults, console, print_json, timestamp
 from shipway.domain.scaling import (
     EndpointScaling,
     PolicyType,
@@ -252,15 +252,13 @@ def activities(
     found = ctx.ensure_object(ShipwayClient).scaling_activities(
         endpoint, variant=variant, include_not_scaled=include_not_scaled, max_results=max_results
     )
-    print_list(
-        "ScalingActivities",
-        found,
-        as_json=as_json,
-        title=f"Scaling activities of {escape(endpoint)}",
-        columns=("Time", "Variant", "Status", "What", "Why"),
-        row=_activity_row,
-        empty="No scaling activities.",
-    )
+    if as_json:
+        print_json({"ScalingActivities": [dump(a) for a in found]})
+        return
+    if not found:
+        console.print("No scaling activities.")
+    for activity in found:
+        _print_activity(activity)
 
 
 @app.command()
@@ -307,27 +305,31 @@ def _metric(policy: ScalingPolicy) -> str:
     return f"{custom.namespace} {custom.metric_name} ({statistic})"
 
 
-def _policy_row(policy: ScalingPolicy) -> tuple[str, str, str, str, str]:
+def _policy_line(policy: ScalingPolicy) -> str:
+    """``busy: target tracking SageMakerVariantInvocationsPerInstance at 70 (cooldowns: out
+    300 s, in 120 s)`` (markup-free)."""
     tracking = policy.target_tracking_scaling_policy_configuration
-    steps = policy.step_scaling_policy_configuration
     if tracking is not None:
-        target = f"{tracking.target_value:g}"
-        cooldowns = f"out {tracking.scale_out_cooldown_seconds} s, in " + (
+        scale_in = (
             "disabled" if tracking.disable_scale_in else f"{tracking.scale_in_cooldown_seconds} s"
         )
-    else:
-        target = steps.adjustment_type.value if steps and steps.adjustment_type else ""
-        cooldowns = f"{steps.cooldown_seconds} s" if steps is not None else ""
+        return (
+            f"{policy.policy_name}: target tracking {_metric(policy)} at "
+            f"{tracking.target_value:g} (cooldowns: out {tracking.scale_out_cooldown_seconds} s, "
+            f"in {scale_in})"
+        )
+    steps = policy.step_scaling_policy_configuration
+    adjustment = steps.adjustment_type.value if steps and steps.adjustment_type else ""
+    cooldown = steps.cooldown_seconds if steps is not None else 0
     return (
-        escape(policy.policy_name),
-        policy.policy_type.value,
-        escape(_metric(policy)),
-        target,
-        cooldowns,
+        f"{policy.policy_name}: step scaling, {adjustment}, {_metric(policy)} "
+        f"(cooldown {cooldown} s)"
     )
 
 
 def _render(scaling: EndpointScaling) -> None:
+    """The targets as a table; each variant's policies and alarms as whole lines (alarm names
+    are long, and a cut one is of no use)."""
     if not scaling.variants:
         console.print(
             f"No variant of {escape(scaling.endpoint_name)} is registered for autoscaling."
@@ -340,24 +342,20 @@ def _render(scaling: EndpointScaling) -> None:
         targets.add_row(*_target_row(variant))
     console.print(targets)
     for variant in scaling.variants:
-        if variant.scaling_policies:
-            table = Table(
-                "Policy",
-                "Type",
-                "Metric",
-                "Target",
-                "Cooldowns",
-                title=f"Policies of {escape(variant.variant_name)}",
-            )
-            for item in variant.scaling_policies:
-                table.add_row(*_policy_row(item))
-            console.print(table)
-        if variant.alarms:
-            alarms = Table("Alarm", "State", title=f"Alarms of {escape(variant.variant_name)}")
-            for alarm in variant.alarms:
-                color = _STATE_COLORS.get(alarm.state_value, "white")
-                alarms.add_row(escape(alarm.alarm_name), f"[{color}]{alarm.state_value}[/]")
-            console.print(alarms)
+        name = escape(variant.variant_name)
+        if not variant.scaling_policies:
+            console.print(f"[bold]{name}[/]: no scaling policy")
+            continue
+        states = {a.alarm_name: a.state_value for a in variant.alarms}
+        console.print(f"[bold]Policies of {name}[/] (with their alarms)")
+        for item in variant.scaling_policies:
+            console.print(f"  {escape(_policy_line(item))}", soft_wrap=True)
+            for alarm in item.alarms or []:
+                state = states.get(alarm.alarm_name, "MISSING")
+                color = _STATE_COLORS.get(state, "white")
+                console.print(
+                    f"    [{color}]{state:<17}[/] {escape(alarm.alarm_name)}", soft_wrap=True
+                )
 
 
 def _target_row(variant: VariantScaling) -> tuple[str, str, str, str, str, str]:
@@ -381,18 +379,16 @@ def _target_row(variant: VariantScaling) -> tuple[str, str, str, str, str, str]:
     )
 
 
-def _activity_row(activity: ScalingActivity) -> tuple[str, str, str, str, str]:
+def _print_activity(activity: ScalingActivity) -> None:
+    """One activity: when, which variant, how it ended, then what and why in whole lines."""
     color = _STATUS_COLORS.get(activity.status_code, "white")
     status = f"[{color}]{activity.status_code.value}[/]"
     if activity.not_scaled_reasons:
-        status += f" ({', '.join(escape(r.code) for r in activity.not_scaled_reasons)})"
-    what = activity.description
-    if activity.status_message:
-        what += f"\n{activity.status_message}"
-    return (
-        timestamp(activity.end_time or activity.start_time),
-        escape(activity.resource_id.rsplit("/", 1)[1]),
-        status,
-        escape(what),
-        escape(activity.cause),
+        status += f" (not scaled: {', '.join(escape(r.code) for r in activity.not_scaled_reasons)})"
+    variant = escape(activity.resource_id.rsplit("/", 1)[1])
+    console.print(
+        f"{timestamp(activity.end_time or activity.start_time)}  [bold]{variant}[/]  {status}"
     )
+    for line in (activity.description, activity.status_message, f"Cause: {activity.cause}"):
+        if line:
+            console.print(f"  {escape(line)}", soft_wrap=True)
