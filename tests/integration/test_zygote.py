@@ -380,7 +380,8 @@ def test_prestart_starts_zygotes_ahead_and_spawn_starts_none(tmp_path: Path) -> 
         folder = tmp_path / start_method
         backend = LocalBackend(folder / "logs", folder / "run", start_method=start_method)
         try:
-            backend.prestart(["sklearn", SKLEARN])  # a name or an import string: one zygote
+            # a name or an import string: one zygote; an image that names no runtime: none
+            backend.prestart(["sklearn", SKLEARN, "no-such-image"])
             zygote = backend.zygote_pid(SKLEARN)
             started = await backend.start(_spec("early-1", trained.folder))
             await _healthy(started)

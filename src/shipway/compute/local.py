@@ -195,7 +195,13 @@ class LocalBackend:
             return
         from shipway.serving.runtime import resolve_runtime
 
-        self._zygotes.prestart(resolve_runtime(runtime) for runtime in runtimes)
+        resolved = []
+        for runtime in runtimes:
+            try:
+                resolved.append(resolve_runtime(runtime))
+            except ShipwayError as exc:  # its instances will fail to start, and say why
+                log.warning("no zygote for %r: %s", runtime, exc)
+        self._zygotes.prestart(resolved)
 
     def zygote_pid(self, runtime: str) -> int | None:
         """The pid of a runtime's zygote (an import string), while it runs."""

@@ -56,6 +56,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from shipway.compute import sandbox
+from shipway.serving.runtime import RUNTIMES
 
 __all__ = ["LISTEN_FD", "PRELOADS", "SERVING_STACK", "ForkRequest", "main"]
 
@@ -89,18 +90,24 @@ _SKLEARN = (
     "sklearn.tree",
     "sklearn.ensemble",
 )
+_CONTAINERS = "shipway.serving.runtimes.python"
 PRELOADS: dict[str, tuple[str, ...]] = {
-    "sklearn": _SKLEARN,
-    "xgboost": (*_SKLEARN, "xgboost"),
-    "lightgbm": (*_SKLEARN, "lightgbm"),
-    # onnxruntime starts a thread and opens a database of its own at import: it is imported
-    # by each instance
-    "onnx": ("numpy",),
-    "torch": ("numpy", "torch"),
-    "mlflow": ("numpy", "pandas", "mlflow.pyfunc"),
-    "python": ("numpy", "pandas", "joblib"),
+    RUNTIMES["sklearn"]: _SKLEARN,
+    RUNTIMES["xgboost"]: (*_SKLEARN, "xgboost"),
+    RUNTIMES["lightgbm"]: (*_SKLEARN, "lightgbm"),
+    # onnxruntime starts a thread and opens a database of its own when imported: each
+    # instance imports it
+    RUNTIMES["onnx"]: ("numpy",),
+    RUNTIMES["torch"]: ("numpy", "torch"),
+    RUNTIMES["mlflow"]: ("numpy", "pandas", "mlflow.pyfunc"),
+    # an inference.py most often holds a scikit-learn model
+    RUNTIMES["python"]: _SKLEARN,
+    f"{_CONTAINERS}:ScikitLearnContainer": _SKLEARN,
+    f"{_CONTAINERS}:XGBoostContainer": (*_SKLEARN, "xgboost"),
+    f"{_CONTAINERS}:PyTorchContainer": ("numpy", "torch"),
 }
-"""The libraries each runtime that ships with Shipway imports when it loads a model, by name."""
+"""The libraries each runtime that ships with Shipway (by import string: the named runtimes
+and SageMaker's framework images) imports when it loads a model."""
 
 _PR_SET_PDEATHSIG = 1
 _MAX_MESSAGE = 65536
@@ -146,12 +153,9 @@ class ForkRequest:
 def runtime_modules(runtime: str) -> tuple[str, ...]:
     """What a zygote of ``runtime`` (an import string) imports: the model server stack, then,
     for a runtime that ships with Shipway, its module and libraries."""
-    from shipway.serving.runtime import RUNTIMES
-
-    for name, import_string in RUNTIMES.items():
-        if import_string == runtime:
-            return (*SERVING_STACK, runtime.partition(":")[0], *PRELOADS.get(name, ()))
-    return SERVING_STACK
+    if runtime not in PRELOADS:
+        return SERVING_STACK
+    return (*SERVING_STACK, runtime.partition(":")[0], *PRELOADS[runtime])
 
 
 def _preload(modules: Sequence[str]) -> list[str]:

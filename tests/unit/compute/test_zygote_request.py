@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shipway.compute.zygote import PRELOADS, SERVING_STACK, ForkRequest, runtime_modules
+from shipway.serving.images import SAGEMAKER_REPOSITORIES
 from shipway.serving.runtime import RUNTIMES
 
 
@@ -18,7 +19,8 @@ def test_a_fork_request_travels_as_json() -> None:
 
 
 def test_every_runtime_that_ships_with_shipway_has_its_libraries_listed() -> None:
-    assert set(PRELOADS) == set(RUNTIMES)
+    """The named runtimes and those of SageMaker's framework images."""
+    assert set(PRELOADS) == {*RUNTIMES.values(), *SAGEMAKER_REPOSITORIES.values()}
 
 
 def test_a_zygote_imports_a_shipped_runtime_with_its_libraries_and_no_users_runtime() -> None:
