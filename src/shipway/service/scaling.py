@@ -3,12 +3,10 @@ activities, and :meth:`ScalingService.set_capacity`, the one way a variant's cap
 for scaling.
 
 Registering a target checks it against the endpoint as it is now: the endpoint exists, the
-variant is one of its production variants, the dimension fits the variant (instance count for
-instance variants, provisioned concurrency for serverless variants that have some), and the
-bounds are valid for it. A target tracking policy creates its two CloudWatch alarms through
-:class:`~shipway.service.alarms.AlarmService`, as AWS does (``AlarmHigh``: three periods over
-the target, ``AlarmLow``: fifteen periods under 90 % of it); replacing or deleting the policy,
-or deregistering its target, deletes them.
+variant is one of its production variants, the dimension fits the variant and the bounds are
+valid for it (:mod:`shipway.domain.variant_capacity`). A target tracking policy creates its two
+CloudWatch alarms, as AWS does (:mod:`shipway.service.scaling_alarms`); replacing or deleting
+the policy, or deregistering its target, deletes them.
 
 :meth:`ScalingService.set_capacity` writes the variant's desired capacity with a
 compare-and-set on the endpoint (only while it is InService: SageMaker suspends scaling during
@@ -20,16 +18,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import uuid
 from collections.abc import Callable, Collection
 
-from shipway.domain.alarm import AlarmNotFound, AlarmState, DescribeAlarmsInput, PutMetricAlarmInput
+from shipway.domain.alarm import AlarmState
 from shipway.domain.clock import Clock
-from shipway.domain.deployment import VariantState
 from shipway.domain.endpoint import Endpoint, EndpointStatus
-from shipway.domain.endpoint_config import ProductionVariant, ServerlessConfig
+from shipway.domain.endpoint_config import ProductionVariant
 from shipway.domain.errors import (
     InvalidNextToken,
     NotFound,
@@ -39,7 +35,6 @@ from shipway.domain.errors import (
 from shipway.domain.names import Account
 from shipway.domain.scaling import (
     PREDEFINED_DIMENSIONS,
-    Alarm,
     AlarmStateSummary,
     DeleteScalingPolicyInput,
     DeregisterScalableTargetInput,
@@ -69,10 +64,16 @@ from shipway.domain.scaling import (
     VariantId,
     VariantScaling,
     parse_resource_id,
-    tracked_metric,
 )
-from shipway.domain.shape import parse
+from shipway.domain.variant_capacity import (
+    check_bounds,
+    check_dimension,
+    desired_capacity,
+    production_variant,
+    with_capacity,
+)
 from shipway.service.alarms import AlarmService
+from shipway.service.scaling_alarms import PolicyAlarms
 from shipway.store.metadata import MetadataStore
 from shipway.store.scaling import Page, TargetKey, resource_key, target_key
 
@@ -83,11 +84,6 @@ MAX_POLICIES_PER_TARGET = 50
 TARGETS_PAGE = 50
 POLICIES_PAGE = 10
 ACTIVITIES_PAGE = 50
-HIGH_EVALUATION_PERIODS = 3
-"""AlarmHigh: the metric over the target for three periods in a row scales out."""
-LOW_EVALUATION_PERIODS = 15
-"""AlarmLow: under 90 % of the target for fifteen periods in a row scales in."""
-LOW_FRACTION = 0.9
 SERVICE_LINKED_ROLE = (
     "arn:aws:iam::{account}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
     "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
@@ -123,7 +119,7 @@ class ScalingService:
         self._alarms = alarms
         self._clock = clock
         self._account = account
-        self._interval = interval_seconds
+        self._policy_alarms = PolicyAlarms(alarms, interval_seconds)
         self._max_instances = max_instances
         self._on_change = on_change
 
@@ -138,7 +134,7 @@ class ScalingService:
         them (a scaling activity)."""
         endpoint, variant, variant_id = self._resolve(request.resource_id)
         dimension = request.scalable_dimension
-        _check_dimension(endpoint, variant, dimension)
+        check_dimension(endpoint, variant, dimension)
         now = self._clock.now()
 
         def change(current: ScalableTarget | None) -> ScalableTarget:
@@ -158,7 +154,7 @@ class ScalingService:
                     )
             low = _given(request.min_capacity, current.min_capacity if current else None)
             high = _given(request.max_capacity, current.max_capacity if current else None)
-            _check_bounds(endpoint, variant, dimension, low, high)
+            check_bounds(endpoint, variant, dimension, low, high)
             suspended = _suspended(current.suspended_state if current else None, request)
             if current is None:
                 return ScalableTarget(
@@ -184,7 +180,7 @@ class ScalingService:
         target, _ = self._scaling.upsert_target(
             target_key(variant_id, dimension), change, tags=request.tags
         )
-        capacity = _capacity(endpoint, variant, dimension)
+        capacity = desired_capacity(endpoint, variant, dimension)
         if capacity is not None and not target.min_capacity <= capacity <= target.max_capacity:
             if capacity < target.min_capacity:
                 wanted, cause = (
@@ -231,7 +227,7 @@ class ScalingService:
         if removed is None:
             raise ObjectNotFound(_no_target(request.resource_id, request.scalable_dimension))
         for policy in removed[1]:
-            self._delete_alarms(policy)
+            self._policy_alarms.delete(policy)
 
     def targets(self) -> list[ScalableTarget]:
         """Every registered target, in the order they were registered."""
@@ -247,7 +243,7 @@ class ScalingService:
         endpoint = self._store.endpoints.get(endpoint_name)
         if endpoint is None:
             raise NotFound("endpoint", endpoint_name, self._account.arn("endpoint", endpoint_name))
-        variant = _production_variant(endpoint, variant_name)
+        variant = production_variant(endpoint, variant_name)
         if variant is not None and variant.serverless_config is not None:
             return ScalableDimension.PROVISIONED_CONCURRENCY
         return ScalableDimension.INSTANCE_COUNT
@@ -293,7 +289,7 @@ class ScalingService:
                 "scaling policies, the most a target may have. Delete one first."
             )
         arn = existing.policy_arn if existing else self._policy_arn(target, name)
-        alarms = self._create_alarms(target, arn, tracking) if tracking is not None else None
+        alarms = self._policy_alarms.create(target, arn, tracking) if tracking is not None else None
         now = self._clock.now()
 
         def change(current_target: ScalableTarget, current: ScalingPolicy | None) -> ScalingPolicy:
@@ -313,14 +309,14 @@ class ScalingService:
         try:
             stored = self._scaling.upsert_policy(key, name, change)
         except BaseException:
-            self._delete_alarm_names([a.alarm_name for a in alarms or []])
+            self._policy_alarms.delete_names([a.alarm_name for a in alarms or []])
             raise
         if stored is None:  # deregistered in the meantime
-            self._delete_alarm_names([a.alarm_name for a in alarms or []])
+            self._policy_alarms.delete_names([a.alarm_name for a in alarms or []])
             raise ObjectNotFound(_no_target(request.resource_id, request.scalable_dimension))
         policy, previous = stored
         if previous is not None:
-            self._delete_alarms(previous)
+            self._policy_alarms.delete(previous)
         return PutScalingPolicyOutput(policy_arn=policy.policy_arn, alarms=policy.alarms or [])
 
     def describe_scaling_policies(
@@ -334,7 +330,7 @@ class ScalingService:
         )
         policies, more = self._scaling.policies(page, names=request.policy_names or None)
         return DescribeScalingPoliciesOutput(
-            scaling_policies=[self._with_alarms(p) for p in policies],
+            scaling_policies=[self._policy_alarms.listed(p) for p in policies],
             next_token=_encode("policies", more),
         )
 
@@ -345,7 +341,7 @@ class ScalingService:
         policy = self._scaling.policy(_key(resource_id, dimension), name)
         if policy is None:
             raise ObjectNotFound(_no_policy(resource_id, dimension, name))
-        return self._with_alarms(policy)
+        return self._policy_alarms.listed(policy)
 
     def delete_scaling_policy(self, request: DeleteScalingPolicyInput) -> None:
         """Delete a policy (and the alarms target tracking created for it)."""
@@ -355,13 +351,13 @@ class ScalingService:
             raise ObjectNotFound(
                 _no_policy(request.resource_id, request.scalable_dimension, request.policy_name)
             )
-        self._delete_alarms(removed)
+        self._policy_alarms.delete(removed)
 
     def policies(self, target: ScalableTarget) -> list[ScalingPolicy]:
         """The target's policies, oldest first, each with its alarms (a step scaling policy's
         are the alarms whose AlarmActions name it)."""
         key = _key(target.resource_id, target.scalable_dimension)
-        return [self._with_alarms(p) for p in self._scaling.policies(Page(keys=[key]))[0]]
+        return [self._policy_alarms.listed(p) for p in self._scaling.policies(Page(keys=[key]))[0]]
 
     def alarm_states(self, policy: ScalingPolicy) -> dict[str, AlarmState]:
         """The state of each alarm of the policy that still exists."""
@@ -419,10 +415,10 @@ class ScalingService:
         endpoint = self._store.endpoints.get(variant_id.endpoint_name)
         if endpoint is None:
             return None
-        variant = _production_variant(endpoint, variant_id.variant_name)
+        variant = production_variant(endpoint, variant_id.variant_name)
         if variant is None:
             return None
-        return _capacity(endpoint, variant, target.scalable_dimension)
+        return desired_capacity(endpoint, variant, target.scalable_dimension)
 
     def set_capacity(
         self, target: ScalableTarget, capacity: int, *, cause: str, description: str
@@ -452,8 +448,8 @@ class ScalingService:
         endpoint = self._store.endpoints.get(variant_id.endpoint_name)
         if endpoint is None:
             return failed(f"endpoint {variant_id.endpoint_name} does not exist.")
-        variant = _production_variant(endpoint, variant_id.variant_name)
-        current = None if variant is None else _capacity(endpoint, variant, dimension)
+        variant = production_variant(endpoint, variant_id.variant_name)
+        current = None if variant is None else desired_capacity(endpoint, variant, dimension)
         if variant is None or current is None:
             return failed(
                 f"endpoint {endpoint.endpoint_name} has no production variant "
@@ -496,7 +492,7 @@ class ScalingService:
 
         def scale(stored: Endpoint) -> Endpoint:
             variants = [
-                _with_capacity(stored, v, dimension, applied)
+                with_capacity(stored, v, dimension, applied)
                 if v.variant_name == variant_id.variant_name
                 else v
                 for v in stored.variants
@@ -588,7 +584,7 @@ class ScalingService:
             names = [a.alarm_name for p in policies for a in p.alarms or []]
             states = self._alarms.states(names)
             variant_id = parse_resource_id(target.resource_id)
-            variant = _production_variant(endpoint, variant_id.variant_name)
+            variant = production_variant(endpoint, variant_id.variant_name)
             variants.append(
                 VariantScaling(
                     variant_name=variant_id.variant_name,
@@ -596,7 +592,7 @@ class ScalingService:
                     desired_capacity=(
                         None
                         if variant is None
-                        else _capacity(endpoint, variant, target.scalable_dimension)
+                        else desired_capacity(endpoint, variant, target.scalable_dimension)
                     ),
                     scaling_policies=policies,
                     alarms=[
@@ -615,7 +611,7 @@ class ScalingService:
         """The endpoint is gone (``variant_names`` None), or a deployment left these variants
         behind: delete their targets, policies, the policies' alarms and the activities."""
         for policy in self._scaling.remove_endpoint(endpoint_name, variant_names):
-            self._delete_alarms(policy)
+            self._policy_alarms.delete(policy)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -631,7 +627,7 @@ class ScalingService:
                 f'The endpoint "{self._account.arn("endpoint", name)}" of ResourceId '
                 f"{resource_id} {gone}."
             )
-        variant = _production_variant(endpoint, variant_id.variant_name)
+        variant = production_variant(endpoint, variant_id.variant_name)
         if variant is None:
             known = ", ".join(v.variant_name for v in endpoint.config.production_variants)
             shadow = any(
@@ -682,77 +678,6 @@ class ScalingService:
             f"policyName/{name}"
         )
 
-    def _create_alarms(
-        self,
-        target: ScalableTarget,
-        policy_arn: str,
-        configuration: TargetTrackingScalingPolicyConfiguration,
-    ) -> list[Alarm]:
-        """AlarmHigh and (unless DisableScaleIn) AlarmLow of a target tracking policy, on its
-        metric, with the policy as their action."""
-        metric = tracked_metric(configuration, parse_resource_id(target.resource_id))
-        period = metric.period(self._interval)
-        threshold = metric.threshold(configuration.target_value, period)
-        kinds = [("AlarmHigh", "GreaterThanThreshold", threshold, HIGH_EVALUATION_PERIODS)]
-        if not configuration.disable_scale_in:
-            kinds.append(
-                ("AlarmLow", "LessThanThreshold", threshold * LOW_FRACTION, LOW_EVALUATION_PERIODS)
-            )
-        created: list[Alarm] = []
-        try:
-            for kind, operator, value, periods in kinds:
-                name = f"TargetTracking-{target.resource_id}-{kind}-{uuid.uuid4()}"
-                request = parse(
-                    PutMetricAlarmInput,
-                    {
-                        "AlarmName": name,
-                        "AlarmDescription": (
-                            f"DO NOT EDIT OR DELETE. For TargetTrackingScaling policy {policy_arn}."
-                        ),
-                        "AlarmActions": [policy_arn],
-                        "MetricName": metric.metric_name,
-                        "Namespace": metric.namespace,
-                        "Statistic": metric.statistic.value,
-                        "Dimensions": [{"Name": k, "Value": v} for k, v in metric.dimensions],
-                        "Period": period,
-                        "EvaluationPeriods": periods,
-                        "DatapointsToAlarm": periods,
-                        "Threshold": value,
-                        "ComparisonOperator": operator,
-                    },
-                )
-                alarm = self._alarms.put_metric_alarm(request)
-                created.append(Alarm(alarm_name=alarm.alarm_name, alarm_arn=alarm.alarm_arn))
-        except BaseException:
-            self._delete_alarm_names([a.alarm_name for a in created])
-            raise
-        return created
-
-    def _delete_alarms(self, policy: ScalingPolicy) -> None:
-        """The alarms target tracking created for the policy (a step scaling policy's alarms
-        are the user's: they stay)."""
-        if policy.policy_type is PolicyType.TARGET_TRACKING:
-            self._delete_alarm_names([a.alarm_name for a in policy.alarms or []])
-
-    def _delete_alarm_names(self, names: list[str]) -> None:
-        for name in names:
-            with contextlib.suppress(AlarmNotFound):  # deleted by hand already
-                self._alarms.delete_alarms([name])
-
-    def _with_alarms(self, policy: ScalingPolicy) -> ScalingPolicy:
-        """A step scaling policy with the alarms that name it in their AlarmActions."""
-        if policy.policy_type is not PolicyType.STEP_SCALING:
-            return policy
-        found = self._alarms.describe_alarms(
-            DescribeAlarmsInput(action_prefix=policy.policy_arn, max_records=100)
-        ).metric_alarms
-        alarms = [
-            Alarm(alarm_name=a.alarm_name, alarm_arn=a.alarm_arn)
-            for a in found
-            if policy.policy_arn in (a.alarm_actions or [])
-        ]
-        return policy.model_copy(update={"alarms": alarms})
-
 
 def _given(value: int | None, current: int | None) -> int:
     chosen = value if value is not None else current
@@ -770,98 +695,6 @@ def _suspended(
     merged = (current or SuspendedState()).model_dump()
     merged.update(given.model_dump(exclude_none=True))
     return SuspendedState(**merged)
-
-
-def _production_variant(endpoint: Endpoint, name: str) -> ProductionVariant | None:
-    return next((v for v in endpoint.config.production_variants if v.variant_name == name), None)
-
-
-def _serverless(endpoint: Endpoint, variant: ProductionVariant) -> ServerlessConfig | None:
-    """The serverless configuration the endpoint wants of the variant now."""
-    state = next((s for s in endpoint.variants if s.variant_name == variant.variant_name), None)
-    if state is not None and state.desired_serverless_config is not None:
-        return state.desired_serverless_config
-    return variant.serverless_config
-
-
-def _capacity(
-    endpoint: Endpoint, variant: ProductionVariant, dimension: ScalableDimension
-) -> int | None:
-    if dimension is ScalableDimension.PROVISIONED_CONCURRENCY:
-        serverless = _serverless(endpoint, variant)
-        return None if serverless is None else serverless.provisioned_concurrency
-    state = next((s for s in endpoint.variants if s.variant_name == variant.variant_name), None)
-    return None if state is None else state.desired_instance_count
-
-
-def _with_capacity(
-    endpoint: Endpoint, state: VariantState, dimension: ScalableDimension, capacity: int
-) -> VariantState:
-    if dimension is ScalableDimension.INSTANCE_COUNT:
-        return state.model_copy(update={"desired_instance_count": capacity})
-    variant = _production_variant(endpoint, state.variant_name)
-    serverless = None if variant is None else _serverless(endpoint, variant)
-    if serverless is None:
-        return state
-    return state.model_copy(
-        update={
-            "desired_serverless_config": serverless.model_copy(
-                update={"provisioned_concurrency": capacity}
-            )
-        }
-    )
-
-
-def _check_dimension(
-    endpoint: Endpoint, variant: ProductionVariant, dimension: ScalableDimension
-) -> None:
-    where = f"Variant {variant.variant_name} of endpoint {endpoint.endpoint_name}"
-    if variant.serverless_config is not None:
-        if dimension is ScalableDimension.INSTANCE_COUNT:
-            raise ValidationError(
-                f"{where} is serverless: it scales along "
-                f"{ScalableDimension.PROVISIONED_CONCURRENCY.value}, not {dimension.value}."
-            )
-        serverless = _serverless(endpoint, variant)
-        if serverless is None or serverless.provisioned_concurrency is None:
-            raise ValidationError(
-                f"{where} has no ProvisionedConcurrency to scale: give its ServerlessConfig a "
-                "ProvisionedConcurrency first."
-            )
-    elif dimension is ScalableDimension.PROVISIONED_CONCURRENCY:
-        raise ValidationError(
-            f"{where} runs on instances: it scales along "
-            f"{ScalableDimension.INSTANCE_COUNT.value}, not {dimension.value} (serverless "
-            "variants only)."
-        )
-
-
-def _check_bounds(
-    endpoint: Endpoint,
-    variant: ProductionVariant,
-    dimension: ScalableDimension,
-    low: int,
-    high: int,
-) -> None:
-    if low > high:
-        raise ValidationError(
-            f"MinCapacity ({low}) must be less than or equal to MaxCapacity ({high})."
-        )
-    if dimension is ScalableDimension.PROVISIONED_CONCURRENCY:
-        serverless = _serverless(endpoint, variant)
-        limit = serverless.max_concurrency if serverless is not None else None
-        if low < 1:
-            raise ValidationError(f"MinCapacity ({low}) of provisioned concurrency must be >= 1.")
-        if limit is not None and high > limit:
-            raise ValidationError(
-                f"MaxCapacity ({high}) must not exceed the variant's MaxConcurrency ({limit})."
-            )
-        return
-    if low < 1 and endpoint.config.async_inference_config is None:
-        raise ValidationError(
-            f"MinCapacity ({low}) must be >= 1 for a real-time variant (0 is for asynchronous "
-            "inference endpoints)."
-        )
 
 
 def _configuration(
