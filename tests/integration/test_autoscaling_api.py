@@ -120,6 +120,11 @@ def test_register_describe_and_clamp_the_capacity(server: ShipwayServer, autosca
     assert (found["MinCapacity"], found["MaxCapacity"]) == (1, 3)
     assert found["RoleARN"] == ROLE
     assert found["ScalableTargetARN"] == arn
+    assert found["SuspendedState"] == {
+        "DynamicScalingInSuspended": False,
+        "DynamicScalingOutSuspended": False,
+        "ScheduledScalingSuspended": False,
+    }
     assert found["CreationTime"].year >= 2024
 
     # raising MinCapacity above the desired count scales the variant out to it

@@ -89,7 +89,11 @@ def test_register_policies_show_activities_and_deregister(server: ShipwayServer)
     )
     suspended = json.loads(shipway(url, "scaling", "show", "orders", "--json").stdout)
     target = suspended["Variants"][0]["ScalableTarget"]
-    assert target["SuspendedState"] == {"DynamicScalingInSuspended": True}
+    assert target["SuspendedState"] == {
+        "DynamicScalingInSuspended": True,
+        "DynamicScalingOutSuspended": False,
+        "ScheduledScalingSuspended": False,
+    }
     assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 3)
 
     assert (

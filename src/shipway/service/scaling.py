@@ -687,13 +687,18 @@ def _given(value: int | None, current: int | None) -> int:
 
 def _suspended(
     current: SuspendedState | None, request: RegisterScalableTargetInput
-) -> SuspendedState | None:
-    """The stored SuspendedState with each flag the request gives replaced."""
-    given = request.suspended_state
-    if given is None:
-        return current
-    merged = (current or SuspendedState()).model_dump()
-    merged.update(given.model_dump(exclude_none=True))
+) -> SuspendedState:
+    """The stored SuspendedState with each flag the request gives replaced; a new target's
+    flags are all false (AWS describes them so)."""
+    merged = {
+        "dynamic_scaling_in_suspended": False,
+        "dynamic_scaling_out_suspended": False,
+        "scheduled_scaling_suspended": False,
+    }
+    if current is not None:
+        merged.update(current.model_dump(exclude_none=True))
+    if request.suspended_state is not None:
+        merged.update(request.suspended_state.model_dump(exclude_none=True))
     return SuspendedState(**merged)
 
 
