@@ -12,19 +12,20 @@ One pass (:meth:`Autoscaler.evaluate`), for each registered target that has poli
    evaluation interval over the two windows of :mod:`~shipway.control.scaling_math`, in its
    per-minute meaning. Windows start no earlier than the target's last capacity change, the
    last time the endpoint was seen not InService, or when the autoscaler started watching the
-   target: what was measured on another fleet says nothing about this one, and a window
-   is only read once the autoscaler has seen all of it. For ``InvocationsPerInstance`` the instances the load was spread
-   over are known from the metrics themselves (``Invocations`` / ``InvocationsPerInstance``:
-   the router divides each request by the instances it could route to), so instances still
-   starting after a scale-out do not make the next decision overshoot.
+   target: what was measured on another fleet says nothing about this one, and a window is
+   read only once the autoscaler has watched all of it. For ``InvocationsPerInstance`` the
+   instances the load was spread over are known from the metrics themselves (``Invocations``
+   / ``InvocationsPerInstance``: the router divides each request by the instances it could
+   route to), so instances still starting after a scale-out do not make the next decision
+   overshoot.
 3. Each step scaling policy acts while an alarm naming it in its AlarmActions (with actions
    enabled) is in ALARM: once when the alarm goes to ALARM and again each alarm period it stays
    there (CloudWatch invokes the action once a period), on the alarm's latest datapoint.
 4. :func:`~shipway.control.scaling_math.decide` combines the proposals; a change goes through
    :meth:`ScalingService.set_capacity <shipway.service.scaling.ScalingService.set_capacity>`,
    which records the activity. A change the bounds prevented is a not scaled activity
-   (``AlreadyAtMaxCapacity``/``AlreadyAtMinCapacity``), recorded when it differs from the last
-   one, not every interval.
+   (``AlreadyAtMaxCapacity``/``AlreadyAtMinCapacity``), recorded once until the capacity
+   changes, not every interval.
 
 The cooldowns need when the target last scaled: the autoscaler remembers the changes it made;
 after a restart it takes the target's newest successful activity as its last scale-out and
@@ -101,8 +102,8 @@ class _TargetState:
     """The capacity seen on the previous pass."""
     suspended_for: int | None = None
     """The generation of the deployment a suspension was recorded for."""
-    not_scaled: tuple[str, int | None] | None = None
-    """The last not scaled activity recorded since the capacity changed (code, wanted)."""
+    not_scaled: str | None = None
+    """The reason code of the not scaled activity recorded since the capacity last changed."""
     fired: dict[tuple[str, str], float] = field(default_factory=dict)
     """(policy ARN, alarm name) of a step policy: when its action last ran."""
 
@@ -236,10 +237,9 @@ class Autoscaler:
         reason = decision.not_scaled
         if reason is None:
             return None
-        remembered = (reason.code, decision.wanted)
-        if state.not_scaled == remembered:
-            return None
-        state.not_scaled = remembered
+        if state.not_scaled == reason.code:
+            return None  # said already (the capacity asked for varies with the load)
+        state.not_scaled = reason.code
         return self._scaling.record_activity(
             target,
             cause=decision.cause,

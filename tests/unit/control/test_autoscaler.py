@@ -328,7 +328,9 @@ def test_at_max_capacity_one_not_scaled_activity_not_one_per_interval(world: Wor
     world.run(3, per_second=10)
     assert world.desired() == 2
     world.in_service()
-    quiet = world.run(30, per_second=10, routed=2)
+    quiet = []
+    for second in range(30):  # the capacity asked for varies with the load: 6, 7, 8...
+        quiet += world.run(1, per_second=10 + second % 3, routed=2)
     assert len(quiet) == 1
     (not_scaled,) = quiet
     assert not_scaled.not_scaled_reasons is not None
@@ -338,7 +340,7 @@ def test_at_max_capacity_one_not_scaled_activity_not_one_per_interval(world: Wor
         2,
         2,
     )
-    assert not_scaled.description == "Setting desired instance count to 6."
+    assert not_scaled.description in {f"Setting desired instance count to {n}." for n in (6, 7, 8)}
     assert len(world.activities()) == 1  # not scaled ones are shown only when asked for
     assert len(world.activities(include_not_scaled=True)) == 2
 
