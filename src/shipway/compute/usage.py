@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shipway.compute.cgroups import InstanceCgroup
@@ -42,6 +42,8 @@ class InstanceProcesses:
     session: int
     """The session id: the pid of the instance's first process, which started the session."""
     cgroup: InstanceCgroup | None = None
+    memory_limit: int | None = None
+    """The memory the instance may use (its instance type's), in bytes; None: no limit."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Usage:
     """CPU time the instance's processes have used, user and system, summed over cores."""
     memory_bytes: int
     """Memory the instance's processes use now."""
+    memory_limit: int | None = None
+    """The memory the instance may use, as its backend enforces it; None: no limit."""
 
 
 @dataclass
@@ -68,7 +72,7 @@ def read_usage(instances: Mapping[str, InstanceProcesses]) -> dict[str, Usage]:
         group = processes.cgroup
         usage = _cgroup_v2(group) if group is not None and group.version == 2 else None
         if usage is not None:
-            found[instance_id] = usage
+            found[instance_id] = replace(usage, memory_limit=processes.memory_limit)
         else:
             from_proc[instance_id] = processes
     if not from_proc:
@@ -82,7 +86,7 @@ def read_usage(instances: Mapping[str, InstanceProcesses]) -> dict[str, Usage]:
         group = processes.cgroup
         if group is not None and group.version == 1:
             memory = _cgroup_v1_memory(group) or memory
-        found[instance_id] = Usage(session.ticks / _TICKS, memory)
+        found[instance_id] = Usage(session.ticks / _TICKS, memory, processes.memory_limit)
     return found
 
 

@@ -12,8 +12,9 @@ busiest instance's.
   over cores (an instance keeping two cores busy: 200). An instance's first sample has none (no
   previous reading), nor does a reading that went back (a process of the instance exited
   without anyone in the instance reaping it, taking its CPU time along).
-- MemoryUtilization: memory in use as a percentage of the instance type's memory, or of the
-  machine's when the type has none (the ``local`` type).
+- MemoryUtilization: memory in use as a percentage of the memory the instance may use (its
+  instance type's, as the backend enforces it), or of the machine's when it has no limit (the
+  ``local`` type).
 - DiskUtilization: the share of the filesystem that holds the instances' scratch folders in use;
   the same for every instance of this machine, since they share it. One ``statvfs`` per sample.
 """
@@ -42,13 +43,11 @@ PERCENT = "Percent"
 
 @dataclass(frozen=True)
 class SampledInstance:
-    """A running instance, and what its memory is a percentage of."""
+    """A running instance, and the variant its datapoints are of."""
 
     instance_id: str
     endpoint_name: str
     variant_name: str
-    memory_bytes: int | None = None
-    """Its instance type's memory; None or 0: the machine's."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ class InstanceUsageSampler:
                 cpu = (usage.cpu_seconds - before.cpu_seconds) / (at - before.at) * 100.0
                 self._put("CPUUtilization", dimensions, cpu, now)
                 written += 1
-            limit = instance.memory_bytes or self._machine_memory
+            limit = usage.memory_limit or self._machine_memory
             self._put("MemoryUtilization", dimensions, usage.memory_bytes / limit * 100.0, now)
             written += 1
             if disk is not None:

@@ -90,8 +90,14 @@ def test_resident_memory_of_the_session(processes: list[subprocess.Popen[bytes]]
     processes += [holder, idle]
     assert holder.stdout is not None
     assert holder.stdout.readline().strip() == b"ready"
-    found = read_usage({"big": InstanceProcesses(holder.pid), "small": InstanceProcesses(idle.pid)})
+    found = read_usage(
+        {
+            "big": InstanceProcesses(holder.pid, memory_limit=1024 * MIB),
+            "small": InstanceProcesses(idle.pid),
+        }
+    )
     assert found["big"].memory_bytes >= 200 * MIB
+    assert (found["big"].memory_limit, found["small"].memory_limit) == (1024 * MIB, None)
     assert found["small"].memory_bytes < 100 * MIB
     assert found["big"].memory_bytes < machine_memory_bytes()
 
@@ -145,6 +151,8 @@ def test_cgroup_v2_accounting_is_read_from_its_files(tmp_path: Path) -> None:
     group = InstanceCgroup((tmp_path,), tmp_path, 2)
     # the session does not exist: a v2 group needs no /proc
     assert one(InstanceProcesses(2**22 + 7, group)) == Usage(2.5, 200 * MIB)
+    limited = InstanceProcesses(2**22 + 7, group, memory_limit=512 * MIB)
+    assert one(limited) == Usage(2.5, 200 * MIB, 512 * MIB)
 
 
 def test_a_v2_group_that_cannot_be_read_falls_back_to_the_session(

@@ -59,18 +59,21 @@ def test_cpu_is_the_rate_since_the_previous_sample_summed_over_cores() -> None:
     metrics = MetricsStore()
     readings = Readings()
     instances = [
-        SampledInstance("a", "ep", "v", memory_bytes=4 * GIB),
-        SampledInstance("b", "ep", "v", memory_bytes=4 * GIB),
+        SampledInstance("a", "ep", "v"),
+        SampledInstance("b", "ep", "v"),
     ]
     sampler = InstanceUsageSampler(
         metrics, clock, instances=lambda: instances, usage=readings, interval=1.0
     )
     t0 = clock.time()
-    readings.now = {"a": Usage(10.0, 1 * GIB), "b": Usage(100.0, 2 * GIB)}
+    readings.now = {"a": Usage(10.0, 1 * GIB, 4 * GIB), "b": Usage(100.0, 2 * GIB, 4 * GIB)}
     assert sampler.sample() == 2  # memory only: no previous CPU reading
     assert stat(metrics, "CPUUtilization", "SampleCount", t0, t0 + 1) == []
     clock.advance(2.0)
-    readings.now = {"a": Usage(11.0, 1 * GIB), "b": Usage(103.0, 2 * GIB)}  # 0.5 and 1.5 cores
+    readings.now = {
+        "a": Usage(11.0, 1 * GIB, 4 * GIB),  # 0.5 cores
+        "b": Usage(103.0, 2 * GIB, 4 * GIB),  # 1.5 cores
+    }
     assert sampler.sample() == 4
     window = (t0, t0 + 3)
     assert stat(metrics, "CPUUtilization", "Average", *window) == [pytest.approx(100.0)]
@@ -88,7 +91,7 @@ def test_a_reading_that_went_back_and_an_unknown_instance_give_nothing() -> None
     sampler = InstanceUsageSampler(
         metrics,
         clock,
-        instances=lambda: [SampledInstance("a", "ep", "v", memory_bytes=GIB)],
+        instances=lambda: [SampledInstance("a", "ep", "v")],
         usage=readings,
         interval=1.0,
     )
@@ -105,7 +108,7 @@ def test_a_reading_that_went_back_and_an_unknown_instance_give_nothing() -> None
     assert metrics.series(INSTANCE_NAMESPACE, EndpointName="stray") == []
 
 
-def test_memory_of_an_instance_type_without_memory_is_of_the_machine() -> None:
+def test_memory_of_an_instance_without_a_limit_is_of_the_machine() -> None:
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     metrics = MetricsStore()
     sampler = InstanceUsageSampler(
@@ -127,8 +130,8 @@ def test_disk_is_the_share_in_use_of_the_filesystem_of_the_scratch_folders(
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     metrics = MetricsStore()
     kwargs = {
-        "instances": lambda: [SampledInstance("a", "ep", "v", GIB)],
-        "usage": lambda: {"a": Usage(0.0, GIB)},
+        "instances": lambda: [SampledInstance("a", "ep", "v")],
+        "usage": lambda: {"a": Usage(0.0, GIB, 4 * GIB)},
         "interval": 1.0,
     }
     t0 = clock.time()
@@ -157,8 +160,8 @@ def test_a_real_busy_instance_is_about_100_percent_cpu(busy: subprocess.Popen[by
     sampler = InstanceUsageSampler(
         metrics,
         SystemClock(),
-        instances=lambda: [SampledInstance("busy", "ep", "v", memory_bytes=GIB)],
-        usage=lambda: read_usage({"busy": InstanceProcesses(busy.pid)}),
+        instances=lambda: [SampledInstance("busy", "ep", "v")],
+        usage=lambda: read_usage({"busy": InstanceProcesses(busy.pid, memory_limit=GIB)}),
         interval=1.0,
     )
     start = time.time()
@@ -184,12 +187,12 @@ def test_the_sampling_task_writes_every_interval_and_never_dies() -> None:
         clock.advance(1.0)
         if calls == 2:
             raise OSError("a backend that failed once")
-        return {"a": Usage(float(calls), GIB)}
+        return {"a": Usage(float(calls), GIB, 4 * GIB)}
 
     sampler = InstanceUsageSampler(
         metrics,
         clock,
-        instances=lambda: [SampledInstance("a", "ep", "v", 4 * GIB)],
+        instances=lambda: [SampledInstance("a", "ep", "v")],
         usage=usage,
         interval=0.01,
     )
