@@ -3,7 +3,9 @@ holding nothing of the server's, watched and stopped like spawned ones, and with
 may die without taking them along.
 
 The sandbox tests (test_sandbox.py, test_local_backend.py, test_resilience.py...) run with fork,
-the backend's default; these cover what forking adds.
+the backend's default; these cover what forking adds. A backend forks an instance once its
+runtime's zygote is ready (spawning it until then): most tests here start the zygotes ahead and
+wait for them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tests.integration.deploy import deploy, invoke_json
 
 TWO = InstanceType(name="ml.test.two", vcpus=2, memory_gib=2, price_per_hour=0.0)
 SKLEARN = resolve_runtime("sklearn")
+PYTHON = resolve_runtime("python")
 SECRET_VARIABLE = "SHIPWAY_ZYGOTE_TEST_SECRET"
 
 PROBE = textwrap.dedent(
@@ -89,6 +92,16 @@ def _spec(instance_id: str, model_dir: Path, runtime: str = SKLEARN, **kwargs: A
         instance_type=kwargs.pop("instance_type", TWO),
         **kwargs,
     )
+
+
+async def _backend(
+    folder: Path, *ready: str, start_method: StartMethod = "fork", **kwargs: Any
+) -> LocalBackend:
+    """A backend whose zygotes of the ``ready`` runtimes are started and ready."""
+    backend = LocalBackend(folder / "logs", folder / "run", start_method=start_method, **kwargs)
+    backend.prestart(ready)
+    await backend.zygotes_ready()
+    return backend
 
 
 def _client(started: StartedInstance) -> httpx.Client:
@@ -183,8 +196,8 @@ def test_instances_fork_from_their_runtimes_zygote_holding_nothing_of_the_server
     monkeypatch.setenv(SECRET_VARIABLE, "the server's secret")
     trained = models.train_sklearn(tmp_path / "model")
 
-    async def scenario() -> None:
-        backend = LocalBackend(tmp_path / "logs", tmp_path / "run")
+    async def scenario() -> int:
+        backend = await _backend(tmp_path, SKLEARN)
         try:
             first = await backend.start(_spec("first-1", trained.folder))
             second = await backend.start(_spec("second-1", trained.folder))
@@ -194,9 +207,11 @@ def test_instances_fork_from_their_runtimes_zygote_holding_nothing_of_the_server
             assert first.pid is not None
             assert second.pid is not None
             assert _parent(first.pid) == _parent(second.pid) == zygote
+            assert _parent(zygote) == os.getpid()
             assert b"shipway.compute.zygote" in _cmdline(zygote)
 
-            # the zygote: one thread, and no file but its standard streams and control socket
+            # the zygote: one thread, and no file but its standard streams, its control socket,
+            # its epoll and its children's pidfds
             assert _threads(zygote) == 1
             zygote_files = _files(zygote)
             assert zygote_files[0] == "/dev/null"
@@ -222,12 +237,13 @@ def test_instances_fork_from_their_runtimes_zygote_holding_nothing_of_the_server
                 sandbox = _read(log)
                 assert "forked from a zygote" in sandbox
                 assert "no new privileges" in sandbox
+            return zygote
         finally:
             await backend.close(5.0)
-        assert not list((tmp_path / "run").iterdir())  # scratch and zygote folders gone
-        assert not _alive(zygote)
 
-    asyncio.run(scenario())
+    zygote = asyncio.run(scenario())
+    assert not list((tmp_path / "run").iterdir())  # scratch and zygote folders gone
+    assert not _alive(zygote)
 
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
@@ -239,12 +255,15 @@ def test_thread_pools_are_sized_from_the_instance_type_and_randomness_is_each_in
     model = _python_model(tmp_path / "probe", PROBE)
 
     async def scenario() -> list[dict[str, Any]]:
-        backend = LocalBackend(tmp_path / "logs", tmp_path / "run", start_method=start_method)
+        backend = await _backend(tmp_path, PYTHON, start_method=start_method)
         try:
             seen = []
             for n in range(2):
-                started = await backend.start(_spec(f"probe-{n}", model, resolve_runtime("python")))
+                started = await backend.start(_spec(f"probe-{n}", model, PYTHON))
                 await _healthy(started)
+                assert started.pid is not None
+                parent = _parent(started.pid)
+                assert (parent == os.getpid()) == (start_method == "spawn")
                 seen.append(await _post(started, {}))
             return seen
         finally:
@@ -268,14 +287,14 @@ def test_a_forked_instance_gives_every_exit_reason_a_spawned_one_gives(tmp_path:
     crashing = _python_model(tmp_path / "crashing", CRASHING)
 
     async def scenario() -> None:
-        backend = LocalBackend(tmp_path / "logs", tmp_path / "run")
+        backend = await _backend(tmp_path, SKLEARN, PYTHON)
         try:
             # the failure file: a model that cannot load
             await backend.start(_spec("noload-1", empty))
             reason = await _exit_reason(backend, "noload-1")
             assert reason.startswith(f"no model file in {empty}"), reason
             # exit status and the log's last lines
-            await backend.start(_spec("crash-1", crashing, resolve_runtime("python")))
+            await backend.start(_spec("crash-1", crashing, PYTHON))
             reason = await _exit_reason(backend, "crash-1")
             assert reason.startswith("the instance process exited with status 7"), reason
             assert "giving up on this model" in reason
@@ -287,9 +306,8 @@ def test_a_forked_instance_gives_every_exit_reason_a_spawned_one_gives(tmp_path:
             os.kill(killed.pid, signal.SIGKILL)
             reason = await _exit_reason(backend, "killed-1")
             assert reason == "the instance process was killed by signal SIGKILL"
-            zygote = backend.zygote_pid(SKLEARN)
-            assert zygote is not None
-            assert _parent(zygote) == os.getpid()
+            for instance_id in ("noload-1", "crash-1", "killed-1"):
+                assert "forked from a zygote" in _read(str(backend.log_path(instance_id)))
         finally:
             await backend.close(5.0)
 
@@ -310,13 +328,14 @@ def test_a_runtime_the_zygote_cannot_import_fails_its_instance_as_a_spawned_one_
     empty.mkdir()
 
     async def reason(start_method: StartMethod) -> str:
-        folder = tmp_path / start_method
-        backend = LocalBackend(folder / "logs", folder / "run", start_method=start_method)
+        backend = await _backend(tmp_path / start_method, runtime, start_method=start_method)
         try:
             started = time.monotonic()
             await backend.start(_spec("broken-1", empty, runtime))
             why = await _exit_reason(backend, "broken-1", timeout=60)
             assert time.monotonic() - started < 60
+            forked = "forked from a zygote" in _read(str(backend.log_path("broken-1")))
+            assert forked == (start_method == "fork")
             return why
         finally:
             await backend.close(5.0)
@@ -332,13 +351,13 @@ def test_a_runtime_the_zygote_cannot_import_fails_its_instance_as_a_spawned_one_
         assert forked == spawned, (forked, spawned)
 
 
-def test_instances_outlive_their_zygote_and_the_next_start_forks_from_a_new_one(
+def test_instances_outlive_their_zygote_and_the_next_start_makes_a_new_one(
     tmp_path: Path,
 ) -> None:
     trained = models.train_sklearn(tmp_path / "model")
 
     async def scenario() -> None:
-        backend = LocalBackend(tmp_path / "logs", tmp_path / "run")
+        backend = await _backend(tmp_path, SKLEARN)
         try:
             kept = await backend.start(_spec("kept-1", trained.folder))
             lost = await backend.start(_spec("lost-1", trained.folder))
@@ -356,12 +375,17 @@ def test_instances_outlive_their_zygote_and_the_next_start_forks_from_a_new_one(
             os.kill(lost.pid, signal.SIGKILL)
             reason = await _exit_reason(backend, "lost-1")
             assert "with a status nobody could read" in reason, reason
-            # the next instance starts a new zygote
-            fresh = await backend.start(_spec("fresh-1", trained.folder))
-            await _healthy(fresh)
+            # the next instance is spawned and starts a new zygote, which forks the next ones
+            spawned = await backend.start(_spec("spawned-1", trained.folder))
             new = backend.zygote_pid(SKLEARN)
             assert new is not None
             assert new != old
+            await _healthy(spawned)
+            assert spawned.pid is not None
+            assert _parent(spawned.pid) == os.getpid()
+            await backend.zygotes_ready()
+            fresh = await backend.start(_spec("fresh-1", trained.folder))
+            await _healthy(fresh)
             assert fresh.pid is not None
             assert _parent(fresh.pid) == new
             # an orphan of the dead zygote stops like any other instance
@@ -373,30 +397,42 @@ def test_instances_outlive_their_zygote_and_the_next_start_forks_from_a_new_one(
     asyncio.run(scenario())
 
 
-def test_prestart_starts_zygotes_ahead_and_spawn_starts_none(tmp_path: Path) -> None:
+def test_the_first_instance_of_a_runtime_is_spawned_while_its_zygote_starts(
+    tmp_path: Path,
+) -> None:
+    """No start waits for a zygote: the first instance is spawned as before, the next ones
+    (once the zygote has imported its libraries) are forked; ``prestart`` makes even the first
+    a fork, and ``spawn`` starts no zygote."""
     trained = models.train_sklearn(tmp_path / "model")
 
-    async def scenario(start_method: StartMethod) -> tuple[int | None, int]:
-        folder = tmp_path / start_method
+    async def parents(start_method: StartMethod, prestart: bool) -> tuple[int | None, list[int]]:
+        folder = tmp_path / f"{start_method}-{prestart}"
         backend = LocalBackend(folder / "logs", folder / "run", start_method=start_method)
         try:
-            # a name or an import string: one zygote; an image that names no runtime: none
-            backend.prestart(["sklearn", SKLEARN, "no-such-image"])
-            zygote = backend.zygote_pid(SKLEARN)
-            started = await backend.start(_spec("early-1", trained.folder))
-            await _healthy(started)
-            assert started.pid is not None
-            assert backend.zygote_pid(SKLEARN) == zygote
-            return zygote, _parent(started.pid)
+            if prestart:
+                # a name or an import string: one zygote; an image that names no runtime: none
+                backend.prestart(["sklearn", SKLEARN, "no-such-image"])
+                await backend.zygotes_ready()
+            found = []
+            for n in range(2):
+                started = await backend.start(_spec(f"instance-{n}", trained.folder))
+                await _healthy(started)
+                assert started.pid is not None
+                found.append(_parent(started.pid))
+                await backend.zygotes_ready()
+            return backend.zygote_pid(SKLEARN), found
         finally:
             await backend.close(5.0)
 
-    zygote, parent = asyncio.run(scenario("fork"))
+    zygote, found = asyncio.run(parents("fork", prestart=False))
     assert zygote is not None
-    assert parent == zygote
-    zygote, parent = asyncio.run(scenario("spawn"))
+    assert found == [os.getpid(), zygote]
+    zygote, found = asyncio.run(parents("fork", prestart=True))
+    assert zygote is not None
+    assert found == [zygote, zygote]
+    zygote, found = asyncio.run(parents("spawn", prestart=True))
     assert zygote is None
-    assert parent == os.getpid()
+    assert found == [os.getpid(), os.getpid()]
 
 
 def test_an_instance_is_spawned_when_its_zygote_cannot_fork_safely(
@@ -414,7 +450,7 @@ def test_an_instance_is_spawned_when_its_zygote_cannot_fork_safely(
     trained = models.train_sklearn(tmp_path / "model")
 
     async def scenario() -> None:
-        backend = LocalBackend(tmp_path / "logs", tmp_path / "run")
+        backend = await _backend(tmp_path, SKLEARN)
         try:
             for n in range(2):
                 started = await backend.start(_spec(f"threaded-{n}", trained.folder))
@@ -437,7 +473,7 @@ def test_an_instance_setting_a_variable_read_at_process_start_is_spawned(
     trained = models.train_sklearn(tmp_path / "model")
 
     async def scenario() -> tuple[int, int]:
-        backend = LocalBackend(tmp_path / "logs", tmp_path / "run")
+        backend = await _backend(tmp_path, SKLEARN)
         try:
             plain = await backend.start(_spec("plain-1", trained.folder))
             tuned = await backend.start(
@@ -462,6 +498,13 @@ def test_kill_9_of_the_server_takes_its_zygote_and_forked_instances_along(
     trained = models.train_sklearn(tmp_path / "model")
     server = start_server(tmp_path / "home")
     try:
+        # the first instance of a runtime is spawned, and starts its zygote
+        deploy(server, "first", str(trained.folder), "sklearn")
+        zygote_log = server.home / "logs" / f"zygote-{SKLEARN.replace(':', '-')}.log"
+        deadline = time.monotonic() + 60
+        while " ready (pid " not in (_read(str(zygote_log)) if zygote_log.exists() else ""):
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
         deploy(server, "forked", str(trained.folder), "sklearn", variants=[("AllTraffic", 2, 1)])
         with server.client() as client:
             assert invoke_json(client, "forked", trained.rows).json() == trained.expected.tolist()
@@ -488,7 +531,7 @@ def test_forked_instances_share_the_zygotes_memory(tmp_path: Path) -> None:
     trained = models.train_sklearn(tmp_path / "model")
 
     async def scenario() -> tuple[int, int]:
-        backend = LocalBackend(tmp_path / "logs", tmp_path / "run")
+        backend = await _backend(tmp_path, SKLEARN)
         try:
             started = [await backend.start(_spec(f"shared-{n}", trained.folder)) for n in range(2)]
             await asyncio.gather(*(_healthy(s) for s in started))

@@ -2,8 +2,9 @@
 
 An instance is forked from its runtime's zygote (:mod:`shipway.compute.zygotes`), which has
 imported the model server and the runtime's libraries already, so it pays only for loading its
-model; or, with ``start_method="spawn"`` (and whenever forking is not possible), spawned through
-the sandbox launcher. Both paths confine the instance with the same sandbox policy.
+model; or, with ``start_method="spawn"`` (and whenever forking is not possible, such as while its
+runtime's zygote is still importing), spawned through the sandbox launcher. Both paths confine
+the instance with the same sandbox policy.
 
 The backend binds each instance's listening Unix socket itself, in a folder only the server can
 enter, and hands it to the child: no port is raced for, the address is known before the child has
@@ -39,7 +40,7 @@ from shipway.compute.backend import InstanceSpec, StartedInstance
 from shipway.compute.cgroups import Cgroups, InstanceCgroup
 from shipway.compute.sandbox import instance_policy
 from shipway.compute.zygote import ForkRequest
-from shipway.compute.zygotes import ForkedProcess, Zygotes, ZygoteUnavailable
+from shipway.compute.zygotes import ForkedProcess, Zygotes, ZygoteStarting, ZygoteUnavailable
 from shipway.domain.errors import ShipwayError
 
 __all__ = ["LocalBackend"]
@@ -188,7 +189,8 @@ class LocalBackend:
     def prestart(self, runtimes: Iterable[str]) -> None:
         """Start the zygotes of these runtimes (names, images or import strings, as
         ``InstanceSpec.runtime`` or a container's ``Image``) now, so that even their first
-        instance is a fork. Returns at once (they import in the background); nothing with
+        instance is a fork once they are ready. Returns at once (they import in the background,
+        about a second each; instances started meanwhile are spawned); nothing with
         ``start_method="spawn"``. Call it from the event loop's thread: the kernel ends a
         zygote when the thread that started it ends."""
         if self._start_method != "fork":
@@ -202,6 +204,12 @@ class LocalBackend:
             except ShipwayError as exc:  # its instances will fail to start, and say why
                 log.warning("no zygote for %r: %s", runtime, exc)
         self._zygotes.prestart(resolved)
+
+    async def zygotes_ready(self, timeout: float = 120.0) -> None:
+        """Until the zygotes started so far are ready to fork (or have failed). For benchmarks
+        and tests: the backend never waits for a zygote (an instance whose zygote is not ready
+        is spawned)."""
+        await self._zygotes.until_ready(timeout)
 
     def zygote_pid(self, runtime: str) -> int | None:
         """The pid of a runtime's zygote (an import string), while it runs."""
@@ -297,6 +305,8 @@ class LocalBackend:
                     process = await self._zygotes.fork(
                         spec.runtime, request, unix, log_file.fileno()
                     )
+                except ZygoteStarting as exc:
+                    log.info("instance %s is spawned, not forked: %s", spec.instance_id, exc)
                 except ZygoteUnavailable as exc:
                     log.warning("instance %s is spawned, not forked: %s", spec.instance_id, exc)
             if process is None:

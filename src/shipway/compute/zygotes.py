@@ -2,8 +2,10 @@
 to fork that runtime's instances.
 
 :class:`Zygotes` starts a runtime's zygote at the first instance of that runtime, or ahead
-(:meth:`Zygotes.prestart`); the first instance waits while it imports (one process start, as a
-spawned instance pays), the next ones are forks. Each fork hands the zygote the instance's
+(:meth:`Zygotes.prestart`). Until it has imported its libraries, instances of its runtime are
+spawned, as before there were zygotes (so the first instance of a runtime pays one spawn, and
+no start ever waits for a zygote: the controller's loop awaits each start); from then on they
+are forked. Each fork hands the zygote the instance's
 listening socket, its log file and a channel through which the server then writes the
 instance's :class:`~shipway.compute.zygote.ForkRequest`, which only the forked child reads.
 What comes back is a :class:`ForkedProcess`: the child's pid and a pidfd for it, since the
@@ -13,7 +15,8 @@ If a zygote dies, its instances keep running: they are still watched through the
 (their exit status is then unknown) and stopped by signal, and the next instance of that runtime
 starts a new zygote. A zygote that cannot fork safely (a library started a thread or kept a file
 open while imported), or that does not start, sends its runtime's instances back to the spawn
-path: :class:`ZygoteUnavailable` says why, and the backend logs it.
+path: :class:`ZygoteUnavailable` says why, and the backend logs it (:class:`ZygoteStarting`,
+the ordinary case of a zygote still importing, at a lower level).
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ from typing import Any
 
 from shipway.compute.zygote import ForkRequest
 
-__all__ = ["ForkedProcess", "ZygoteUnavailable", "Zygotes"]
+__all__ = ["ForkedProcess", "ZygoteStarting", "ZygoteUnavailable", "Zygotes"]
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 120.0
-"""How long a zygote may take to import its runtime's libraries (torch takes seconds)."""
+"""How long a zygote may take to import its runtime's libraries (torch takes seconds); one
+slower is ended, and its runtime's instances spawned for a while."""
 FORK_TIMEOUT_SECONDS = 10.0
 RETRY_SECONDS = 30.0
 """After a zygote failed to start, how long its runtime's instances are spawned instead."""
@@ -50,6 +54,10 @@ _MAX_MESSAGE = 65536
 
 class ZygoteUnavailable(Exception):
     """This instance cannot be forked (the message says why): spawn it."""
+
+
+class ZygoteStarting(ZygoteUnavailable):
+    """The runtime's zygote is still importing its libraries."""
 
 
 class _Zygote:
@@ -62,6 +70,7 @@ class _Zygote:
         self.process = process
         self.control = control
         self.log_path = log
+        self.started = time.monotonic()
         self.lock = asyncio.Lock()
         """One fork at a time: a request and its reply."""
         self.ready: dict[str, Any] | None = None
@@ -111,21 +120,16 @@ class _Zygote:
         if self.exits.pop(pid, None) is None and not self.gone:
             self._forgotten.add(pid)
 
-    async def until_ready(self, timeout: float) -> dict[str, Any]:
+    async def until_ready(self, timeout: float) -> bool:
+        """Whether it is ready (it may be unforkable) within ``timeout``; False if it exits."""
         deadline = time.monotonic() + timeout
         while True:
             self.drain()
             if self.ready is not None:
-                return self.ready
-            if self.gone or self.process.poll() is not None:
-                raise ZygoteUnavailable(
-                    f"the zygote of {self.runtime} exited while it started (see {self.log_path})"
-                )
+                return True
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ZygoteUnavailable(
-                    f"the zygote of {self.runtime} was not ready within {timeout:.0f} s"
-                )
+            if self.gone or self.process.poll() is not None or remaining <= 0:
+                return False
             await _readable(self.control, min(remaining, 0.5))
 
     async def reply(self, number: int, timeout: float) -> tuple[dict[str, Any], list[int]]:
@@ -253,25 +257,34 @@ class Zygotes:
         zygote = self._zygotes.get(runtime)
         return zygote.process.pid if zygote is not None and zygote.alive() else None
 
+    async def until_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Until every zygote started is ready, or has failed (for benchmarks and tests: the
+        backend itself never waits for one)."""
+        zygotes = list(self._zygotes.values())
+        await asyncio.gather(*(zygote.until_ready(timeout) for zygote in zygotes))
+
     async def fork(
         self, runtime: str, request: ForkRequest, listen: socket.socket, log_fd: int
     ) -> ForkedProcess:
-        """Fork an instance of ``runtime`` from its zygote (started and awaited if need be)."""
+        """Fork an instance of ``runtime`` from its zygote, if it has one ready; it starts one
+        if it has none (:class:`ZygoteStarting`)."""
         if (reason := self._refused.get(runtime)) is not None:
             raise ZygoteUnavailable(reason)
         zygote = self._running(runtime)
+        zygote.drain()
+        if zygote.ready is None:
+            if time.monotonic() - zygote.started > self._ready_timeout:
+                why = f"the zygote of {runtime} was not ready within {self._ready_timeout:.0f} s"
+                self._retry[runtime] = (time.monotonic() + RETRY_SECONDS, why)
+                self._retire(zygote)
+                raise ZygoteUnavailable(why)
+            raise ZygoteStarting(f"the zygote of {runtime} is still importing its libraries")
+        if not zygote.ready.get("forkable"):
+            reason = f"the zygote of {runtime} cannot fork safely: {zygote.ready.get('why')}"
+            self._refused[runtime] = reason
+            self._retire(zygote)
+            raise ZygoteUnavailable(reason)
         async with zygote.lock:
-            try:
-                ready = await zygote.until_ready(self._ready_timeout)
-            except ZygoteUnavailable as exc:
-                self._retry[runtime] = (time.monotonic() + RETRY_SECONDS, str(exc))
-                self._retire(zygote)
-                raise
-            if not ready.get("forkable"):
-                reason = f"the zygote of {runtime} cannot fork safely: {ready.get('why')}"
-                self._refused[runtime] = reason
-                self._retire(zygote)
-                raise ZygoteUnavailable(reason)
             try:
                 return await self._fork(zygote, request, listen, log_fd)
             except ZygoteUnavailable:
@@ -324,11 +337,15 @@ class Zygotes:
         if zygote is not None:
             if zygote.alive():
                 return zygote
-            log.warning(
-                "the zygote of %s (pid %d) has exited (%s): its instances keep running, and the "
-                "next instance starts another", runtime, zygote.process.pid, zygote.log_path,
-            )  # fmt: skip
             self._retire(zygote)
+            if zygote.ready is None:
+                why = f"the zygote of {runtime} exited while it started (see {zygote.log_path})"
+                self._retry[runtime] = (time.monotonic() + RETRY_SECONDS, why)
+            else:
+                log.warning(
+                    "the zygote of %s (pid %d) has exited (%s): its instances keep running, and "
+                    "another starts", runtime, zygote.process.pid, zygote.log_path,
+                )  # fmt: skip
         until, why = self._retry.get(runtime, (0.0, ""))
         if time.monotonic() < until:
             raise ZygoteUnavailable(why)
