@@ -5,6 +5,9 @@ One ``shipway server`` process (auth on, a 3 s invocation timeout, a small insta
 1 vCPU and 0.5 GiB) serves probe models whose ``inference.py`` tries what an attacker would:
 read the access keys file, the database and the server's environment, write outside its scratch
 folder, reach loopback services, leak memory, hog the CPU, hang.
+
+The probes are forked from the ``python`` runtime's zygote (the server's default), which a first
+endpoint starts before them (that first instance is spawned while its zygote starts).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from shipway.api.auth import bearer_token
+from shipway.serving.runtime import resolve_runtime
 from tests.fixtures.hostile import LEAKY
 from tests.fixtures.server import ShipwayServer, start_server, write_access_keys
 
@@ -165,8 +169,17 @@ def server(root: Path, keys_file: Path) -> Iterator[ShipwayServer]:
             "SHIPWAY_HEALTH_CHECK_INTERVAL_SECONDS": "0.5",
         },
     )
-    yield running
-    running.stop()
+    try:
+        # the python runtime's zygote: started by a first instance, ready before the probes
+        deploy(running, root, "warmup", PROBE, "ml.m5.large")
+        zygote_log = home / "logs" / f"zygote-{resolve_runtime('python').replace(':', '-')}.log"
+        deadline = time.monotonic() + 60
+        while " ready (pid " not in (zygote_log.read_text() if zygote_log.exists() else ""):
+            assert time.monotonic() < deadline, running.log()
+            time.sleep(0.05)
+        yield running
+    finally:
+        running.stop()
 
 
 def aws(server: ShipwayServer, service: str) -> Any:
@@ -187,7 +200,16 @@ def rest(server: ShipwayServer) -> httpx.Client:
     )
 
 
-def deploy(server: ShipwayServer, root: Path, name: str, code: str, instance_type: str) -> None:
+def deploy(
+    server: ShipwayServer,
+    root: Path,
+    name: str,
+    code: str,
+    instance_type: str,
+    *,
+    forked: bool = False,
+) -> None:
+    """Deploy a probe; with ``forked``, check that its instance was forked from a zygote."""
     folder = root / f"model-{name}"
     (folder / "code").mkdir(parents=True)
     (folder / "code" / "inference.py").write_text(code)
@@ -212,6 +234,10 @@ def deploy(server: ShipwayServer, root: Path, name: str, code: str, instance_typ
     sagemaker.get_waiter("endpoint_in_service").wait(
         EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
     )
+    if forked:
+        for instance in instances(server, name):
+            log = server.home / "logs" / f"{instance['InstanceId']}.log"
+            assert "; forked from a zygote" in log.read_text(), log.read_text()
 
 
 def invoke(server: ShipwayServer, name: str, payload: Any) -> Any:
@@ -237,7 +263,7 @@ def server_pid(server: ShipwayServer) -> int:
 
 @pytest.fixture(scope="module")
 def probe(server: ShipwayServer, root: Path) -> str:
-    deploy(server, root, "probe", PROBE, "ml.m5.large")
+    deploy(server, root, "probe", PROBE, "ml.m5.large", forked=True)
     return "probe"
 
 
@@ -358,7 +384,7 @@ def _listening_inodes() -> set[int]:
 def test_a_leaking_model_is_stopped_and_replaced_with_the_reason(
     server: ShipwayServer, root: Path
 ) -> None:
-    deploy(server, root, "leaky", LEAKY, SMALL)
+    deploy(server, root, "leaky", LEAKY, SMALL, forked=True)
     (first,) = instances(server, "leaky")
     failed = None
     for _ in range(12):  # 100 MiB a request on a 0.5 GiB instance: it cannot last
@@ -391,14 +417,14 @@ def test_a_leaking_model_is_stopped_and_replaced_with_the_reason(
 def test_a_models_processes_get_no_more_cpu_than_its_instance_type(
     server: ShipwayServer, root: Path
 ) -> None:
-    deploy(server, root, "hog", HOG, SMALL)
+    deploy(server, root, "hog", HOG, SMALL, forked=True)
     used = invoke(server, "hog", {})
     # three spinning processes on a 1-vCPU type: at most one CPU's worth of time
     assert used["cpu"] <= 1.15 * used["wall"], used
 
 
 def test_a_hung_model_is_replaced_within_two_timeouts(server: ShipwayServer, root: Path) -> None:
-    deploy(server, root, "hung", HUNG, "ml.m5.large")
+    deploy(server, root, "hung", HUNG, "ml.m5.large", forked=True)
     assert invoke(server, "hung", "fine") == "ok"
     (first,) = instances(server, "hung")
     started = time.monotonic()
@@ -430,7 +456,7 @@ def test_a_hung_model_is_replaced_within_two_timeouts(server: ShipwayServer, roo
 def test_a_model_that_times_out_three_times_in_a_row_is_replaced(
     server: ShipwayServer, root: Path
 ) -> None:
-    deploy(server, root, "slow", HUNG, "ml.m5.large")
+    deploy(server, root, "slow", HUNG, "ml.m5.large", forked=True)
     (first,) = instances(server, "slow")
     for _ in range(3):
         with pytest.raises(ClientError) as caught:
