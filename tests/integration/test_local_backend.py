@@ -44,6 +44,18 @@ def _ping(socket_path: str) -> int:
 START_METHODS = pytest.mark.parametrize("start_method", ["fork", "spawn"])
 
 
+async def _zygote_ready(backend: LocalBackend) -> None:
+    """Start the python runtime's zygote and wait for it: the first instance is a fork too."""
+    backend.prestart(["python"])
+    await backend.zygotes_ready()
+
+
+def _forked(pid: int) -> bool:
+    """Whether the instance was forked from a zygote (its parent is not this process)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1]) != os.getpid()
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores")
 @START_METHODS
 def test_without_cgroups_instances_are_pinned_and_their_memory_watched(
@@ -61,8 +73,10 @@ def test_without_cgroups_instances_are_pinned_and_their_memory_watched(
             instance_type=SMALL,
         )
         try:
+            await _zygote_ready(backend)
             started = await backend.start(spec)
             assert started.pid is not None
+            assert _forked(started.pid) == (start_method == "fork")
             assert started.port is None
             socket_path = started.address[len("unix:") :]
             deadline = time.monotonic() + 60
@@ -138,6 +152,7 @@ def test_an_instance_runs_as_a_user_of_its_own_unless_its_model_is_closed_to_oth
         )
         started = await backend.start(spec)
         assert started.pid is not None
+        assert _forked(started.pid) == (backend.start_method == "fork")
         try:
             socket_path = started.address[len("unix:") :]
             deadline = time.monotonic() + 60
@@ -161,6 +176,7 @@ def test_an_instance_runs_as_a_user_of_its_own_unless_its_model_is_closed_to_oth
             start_method=start_method,
         )
         try:
+            await _zygote_ready(backend)
             open_model = _model(tmp_path / "open")
             assert await serving_uid(backend, "open-1", open_model) >= UID_BASE
 
