@@ -1,12 +1,14 @@
 """The instance sandbox: what a model's code can reach, enforced by the kernel.
 
-The local backend starts every instance through this module's launcher::
+The local backend spawns an instance through this module's launcher::
 
     python -m shipway.compute.sandbox --policy '<json>' -- python -m shipway.serving ...
 
 The launcher applies the :class:`SandboxPolicy` to itself, single-threaded and before anything of
 the model is imported, then ``exec``\\ s the model server, which inherits every restriction (and
-so does anything the model starts). In order:
+so does anything the model starts). An instance forked from a zygote
+(:mod:`shipway.compute.zygote`) applies the same policy with the same :func:`apply`, in the
+forked child (one thread), before it loads the model. In order:
 
 1. **cgroups**: the process joins the instance's cgroups (memory, CPU and process-count limits,
    made by :mod:`shipway.compute.cgroups`);
