@@ -435,6 +435,35 @@ def test_the_first_instance_of_a_runtime_is_spawned_while_its_zygote_starts(
     assert found == [os.getpid(), os.getpid()]
 
 
+def test_concurrent_starts_each_fork_their_own_instance(tmp_path: Path) -> None:
+    """Starts under way together (a scale-out) share one zygote: each gets its own process,
+    with its own socket and log."""
+    trained = models.train_sklearn(tmp_path / "model")
+
+    async def scenario() -> None:
+        backend = await _backend(tmp_path, SKLEARN)
+        try:
+            names = [f"many-{n}" for n in range(6)]
+            started = await asyncio.gather(
+                *(backend.start(_spec(name, trained.folder)) for name in names)
+            )
+            await asyncio.gather(*(_healthy(s) for s in started))
+            zygote = backend.zygote_pid(SKLEARN)
+            pids = [s.pid for s in started]
+            assert len(set(pids)) == len(names)
+            for name, instance in zip(names, started, strict=True):
+                assert instance.pid is not None
+                assert _parent(instance.pid) == zygote
+                assert _files(instance.pid)[1] == str(backend.log_path(name))
+                assert await _post(instance, trained.rows.tolist()) == trained.expected.tolist()
+            await asyncio.gather(*(backend.stop(name, 5.0) for name in names))
+            assert not [pid for pid in pids if pid is not None and _alive(pid)]
+        finally:
+            await backend.close(5.0)
+
+    asyncio.run(scenario())
+
+
 def test_an_instance_is_spawned_when_its_zygote_cannot_fork_safely(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
