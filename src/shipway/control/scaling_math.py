@@ -213,6 +213,16 @@ def _ceil(value: float) -> int:
     return max(0, math.ceil(value - _EPSILON))
 
 
+def _shown(value: float) -> str:
+    """A metric value for a cause: four significant digits, and no exponent below 10^15
+    (69520 invocations a minute, not 6.952e+04)."""
+    if value == 0 or abs(value) >= 1e15:
+        return f"{value:.4g}"
+    digits = max(0, 3 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _label(config: TargetTrackingScalingPolicyConfiguration) -> str:
     if config.predefined_metric_specification is not None:
         return config.predefined_metric_specification.predefined_metric_type.value
@@ -254,7 +264,7 @@ def track_target(
         mean = sum(metric.scale_out) / len(metric.scale_out)
         wanted = _ceil(measured * mean / target)
         seen = (
-            f"{label} {mean:.4g} above the target {target:g} in each of the last "
+            f"{label} {_shown(mean)} above the target {target:g} in each of the last "
             f"{len(metric.scale_out)} intervals with data"
         )
         floor = capacity
@@ -273,10 +283,10 @@ def track_target(
     low = SCALE_IN_FRACTION * target
     busiest = max(metric.scale_in)
     if busiest >= low:
-        return Proposal(name, hold, f"{name}: {label} {busiest:.4g} near the target {target:g}")
+        return Proposal(name, hold, f"{name}: {label} {_shown(busiest)} near the target {target:g}")
     seen = (
-        f"{label} at most {busiest:.4g}, below {low:g} (90 % of the target {target:g}), in each "
-        f"of the last {len(metric.scale_in)} intervals with data"
+        f"{label} at most {_shown(busiest)}, below {low:g} (90 % of the target {target:g}), "
+        f"in each of the last {len(metric.scale_in)} intervals with data"
     )
     wanted = _ceil(measured * busiest / low)
     if config.disable_scale_in:
@@ -344,7 +354,7 @@ def step_scale(
     if config is None:
         raise ValueError(f"policy {policy.policy_name} is not a step scaling policy")
     name = policy.policy_name
-    seen = f"metric {breach.value:.4g} against the threshold {breach.threshold:g}"
+    seen = f"metric {_shown(breach.value)} against the threshold {breach.threshold:g}"
     step = step_adjustment(config.step_adjustments or [], breach.amount)
     if step is None:
         return Proposal(name, None, f"{name}: no step adjustment for {seen}")

@@ -213,6 +213,8 @@ def test_the_cause_names_the_alarm_and_the_metric_as_aws_words_it() -> None:
         f"monitor alarm TargetTracking-{RESOURCE}-AlarmHigh-1 in state ALARM triggered policy ipi"
     )
     assert "SageMakerVariantInvocationsPerInstance 250" in out.reason
+    big = tt(tracking(3000.0, name="ipi"), steady(69520.4), 1)
+    assert "SageMakerVariantInvocationsPerInstance 69520 above the target 3000" in big.reason
     into = tt(tracking(name="ipi"), steady(10), 4)
     assert f"TargetTracking-{RESOURCE}-AlarmLow-1 in state ALARM" in into.reason
 
