@@ -657,3 +657,80 @@ def test_the_loop_evaluates_every_interval_until_closed(world: World) -> None:
 
 def test_exports() -> None:
     assert autoscaler_module.__all__ == ["Autoscaler"]
+
+
+def test_a_serverless_variant_scales_its_provisioned_concurrency(world: World) -> None:
+    world.configs.create_endpoint_config(
+        parse(
+            CreateEndpointConfigInput,
+            {
+                "EndpointConfigName": "spiky",
+                "ProductionVariants": [
+                    {
+                        "VariantName": VARIANT,
+                        "ModelName": "m",
+                        "ServerlessConfig": {
+                            "MemorySizeInMB": 2048,
+                            "MaxConcurrency": 10,
+                            "ProvisionedConcurrency": 2,
+                        },
+                    }
+                ],
+            },
+        )
+    )
+    world.endpoints.create_endpoint(
+        parse(CreateEndpointInput, {"EndpointName": "spiky", "EndpointConfigName": "spiky"})
+    )
+    world.in_service("spiky")
+    resource = f"endpoint/spiky/variant/{VARIANT}"
+    concurrency = "sagemaker:variant:DesiredProvisionedConcurrency"
+    world.scaling.register_scalable_target(
+        parse(
+            RegisterScalableTargetInput,
+            {
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource,
+                "ScalableDimension": concurrency,
+                "MinCapacity": 1,
+                "MaxCapacity": 8,
+            },
+        )
+    )
+    world.scaling.put_scaling_policy(
+        parse(
+            PutScalingPolicyInput,
+            {
+                "PolicyName": "warm",
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource,
+                "ScalableDimension": concurrency,
+                "PolicyType": "TargetTrackingScaling",
+                "TargetTrackingScalingPolicyConfiguration": {
+                    "TargetValue": 0.5,
+                    "ScaleOutCooldown": 0,
+                    "PredefinedMetricSpecification": {
+                        "PredefinedMetricType": "SageMakerVariantProvisionedConcurrencyUtilization"
+                    },
+                },
+            },
+        )
+    )
+    world.watch()
+    recorded = []
+    for _ in range(3):
+        world.metrics.put(
+            "ServerlessProvisionedConcurrencyUtilization",
+            {"EndpointName": "spiky", "VariantName": VARIANT},
+            0.9,
+            world.clock.time(),
+        )
+        world.clock.advance(1.0)
+        recorded += world.autoscaler.evaluate()
+    (activity,) = recorded
+    assert activity.description == "Setting desired provisioned concurrency to 4."  # 2 x 0.9 / 0.5
+    endpoint = world.store.endpoints.get("spiky")
+    assert endpoint is not None
+    (variant,) = endpoint.variants
+    assert variant.desired_serverless_config is not None
+    assert variant.desired_serverless_config.provisioned_concurrency == 4
