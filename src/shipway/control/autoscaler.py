@@ -25,7 +25,8 @@ One pass (:meth:`Autoscaler.evaluate`), for each registered target that has poli
    :meth:`ScalingService.set_capacity <shipway.service.scaling.ScalingService.set_capacity>`,
    which records the activity. A change the bounds prevented is a not scaled activity
    (``AlreadyAtMaxCapacity``/``AlreadyAtMinCapacity``), recorded once until the capacity
-   changes, not every interval.
+   changes, not every interval; a change that failed (the instance quota is used up) is tried
+   again a minute later.
 
 The cooldowns need when the target last scaled: the autoscaler remembers the changes it made;
 after a restart it takes the target's newest successful activity as its last scale-out and
@@ -86,6 +87,9 @@ _NOUNS = {
     ScalableDimension.INSTANCE_COUNT: "desired instance count",
     ScalableDimension.PROVISIONED_CONCURRENCY: "desired provisioned concurrency",
 }
+RETRY_SECONDS = 60.0
+"""After setting a capacity failed (the server's instance quota used up...), how long until it
+is tried again (or one interval, if longer): one failed activity a minute, not one a pass."""
 _HISTORY_LOOKBACK = 50
 """Activities read to find a target's last successful one after a restart."""
 
@@ -104,6 +108,8 @@ class _TargetState:
     """The generation of the deployment a suspension was recorded for."""
     not_scaled: str | None = None
     """The reason code of the not scaled activity recorded since the capacity last changed."""
+    failed_at: float | None = None
+    """When setting the capacity last failed (retried :data:`RETRY_SECONDS` later)."""
     fired: dict[tuple[str, str], float] = field(default_factory=dict)
     """(policy ARN, alarm name) of a step policy: when its action last ran."""
 
@@ -130,6 +136,7 @@ class Autoscaler:
         self._period = max(1, round(interval))
         """An evaluation interval in whole seconds (the metrics store's resolution)."""
         self._endpoints = endpoints
+        self._retry_seconds = max(RETRY_SECONDS, interval)
         self._states: dict[tuple[str, ScalableDimension], _TargetState] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
@@ -222,13 +229,18 @@ class Autoscaler:
         decision = decide(target, capacity, proposals)
         noun = _NOUNS[target.scalable_dimension]
         if decision.capacity is not None:
+            if state.failed_at is not None and now - state.failed_at < self._retry_seconds:
+                return None  # tried and failed a moment ago (the instance quota is used up)
             activity = self._scaling.set_capacity(
                 target,
                 decision.capacity,
                 cause=decision.cause,
                 description=f"Setting {noun} to {decision.capacity}.",
             )
-            if activity.status_code is ScalingActivityStatusCode.SUCCESSFUL:
+            state.failed_at = None
+            if activity.status_code is ScalingActivityStatusCode.FAILED:
+                state.failed_at = now
+            elif activity.status_code is ScalingActivityStatusCode.SUCCESSFUL:
                 applied = self._scaling.current_capacity(target)
                 if applied is not None and applied != capacity:
                     state.history = state.history.scaled(capacity, applied, now)

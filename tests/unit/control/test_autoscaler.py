@@ -207,9 +207,9 @@ class World:
 
 
 @contextmanager
-def built(tmp_path: Path, interval: float = INTERVAL) -> Iterator[World]:
+def built(tmp_path: Path, interval: float = INTERVAL, max_instances: int = 32) -> Iterator[World]:
     """The services on a fresh SQLite store, with model ``m`` and the autoscaler evaluating
-    every ``interval`` seconds."""
+    every ``interval`` seconds; the server allows ``max_instances`` instances."""
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "model.joblib").write_bytes(b"not read: no instance starts here")
@@ -227,7 +227,7 @@ def built(tmp_path: Path, interval: float = INTERVAL) -> Iterator[World]:
     )
     alarms = AlarmService(store, metrics, clock, ACCOUNT)
     scaling = ScalingService(
-        store, alarms, clock, ACCOUNT, interval_seconds=interval, max_instances=32
+        store, alarms, clock, ACCOUNT, interval_seconds=interval, max_instances=max_instances
     )
     try:
         yield World(
@@ -235,7 +235,9 @@ def built(tmp_path: Path, interval: float = INTERVAL) -> Iterator[World]:
             metrics=metrics,
             alarms=alarms,
             scaling=scaling,
-            endpoints=EndpointService(store, ACCOUNT, clock, max_instances=32, alarms=alarms),
+            endpoints=EndpointService(
+                store, ACCOUNT, clock, max_instances=max_instances, alarms=alarms
+            ),
             configs=EndpointConfigService(store, InstanceTypeCatalog.load(), ACCOUNT, clock),
             clock=clock,
             autoscaler=Autoscaler(
@@ -503,6 +505,26 @@ def test_a_restarted_autoscaler_keeps_the_cooldown_of_the_last_activity(world: W
     assert world.desired() == 3
     world.run(25, per_second=1, routed=3)
     assert world.desired() == 1
+
+
+def test_a_used_up_instance_quota_is_tried_again_a_minute_later(tmp_path: Path) -> None:
+    with built(tmp_path, max_instances=2) as world:
+        world.endpoint()
+        world.register(1, 8)
+        world.tracking(100.0, ScaleOutCooldown=0)
+        world.watch()
+        (grown,) = world.run(3, per_second=10)
+        assert grown.status_code is ScalingActivityStatusCode.SUCCESSFUL
+        assert "the server allows 2 instances" in (grown.status_message or "")
+        assert world.desired() == 2
+        world.in_service()
+        (refused,) = world.run(3, per_second=10, routed=2)
+        assert refused.status_code is ScalingActivityStatusCode.FAILED
+        assert "quota" in (refused.status_message or "")
+        assert world.run(59, per_second=10, routed=2) == []
+        (again,) = world.run(1, per_second=10, routed=2)
+        assert again.status_code is ScalingActivityStatusCode.FAILED
+        assert world.desired() == 2
 
 
 # --- step scaling ----------------------------------------------------------------------------
