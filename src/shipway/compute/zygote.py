@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import importlib
 import json
 import logging
@@ -310,6 +311,7 @@ class _Zygote:
 
 def _become_instance(handed: _Handed, zygote_cwd: str) -> int:
     """In a forked child: turn into the instance it was forked for; its exit status."""
+    gc.enable()
     os.setsid()
     os.dup2(handed.log, 1)
     os.dup2(handed.log, 2)
@@ -374,7 +376,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     _die_with(args.parent_pid)
     control = socket.socket(fileno=args.control_fd)
+    # no collection while importing (it would leave freed holes in pages every fork copies),
+    # and what was imported is frozen: a child's collections never write to those objects,
+    # so their pages stay shared
+    gc.disable()
     missing = _preload(runtime_modules(args.runtime))
+    gc.freeze()
     for what in missing:
         log.info("not imported: %s", what)
     why = _unforkable(args.control_fd)
