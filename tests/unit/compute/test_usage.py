@@ -20,6 +20,13 @@ BUSY = "while True: pass"
 IDLE = "import time; time.sleep(60)"
 HOLD_200_MIB = "import time; b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
 HOLD_200_MIB += "print('ready', flush=True); time.sleep(60)"
+BURN_ONE_SECOND = """
+import time
+t = time.process_time()
+while time.process_time() - t < 1.0: pass
+print("burned", flush=True)
+time.sleep(60)
+"""
 CHILD_BURNS_HALF_A_SECOND = """
 import subprocess, sys, time
 subprocess.run([sys.executable, "-c",
@@ -62,6 +69,16 @@ def rate(instance: InstanceProcesses, seconds: float = 1.0) -> float:
     return (after - before) / (t1 - t0)
 
 
+def test_cpu_time_is_what_the_process_burned(processes: list[subprocess.Popen[bytes]]) -> None:
+    burner = start(BURN_ONE_SECOND)
+    processes.append(burner)
+    assert burner.stdout is not None
+    assert burner.stdout.readline().strip() == b"burned"
+    # the second it burned and the interpreter's start, in clock ticks (1/100 s: 0.99 may be
+    # the 0.998 s process_time() counted)
+    assert 0.98 <= one(InstanceProcesses(burner.pid)).cpu_seconds <= 1.4
+
+
 def test_a_busy_process_uses_one_cpu_an_idle_one_none(
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
@@ -69,8 +86,8 @@ def test_a_busy_process_uses_one_cpu_an_idle_one_none(
     idle = start(IDLE)
     processes += [busy, idle]
     time.sleep(0.2)
-    # other tests share the two cores: a busy loop gets most of one, not always all of it
-    assert 0.6 <= rate(InstanceProcesses(busy.pid)) <= 1.1
+    # other tests share the cores: a busy loop gets up to one of them, maybe not all of it
+    assert 0.4 <= rate(InstanceProcesses(busy.pid)) <= 1.1
     assert rate(InstanceProcesses(idle.pid), 0.5) < 0.05
 
 
@@ -139,7 +156,7 @@ def test_in_a_control_group_memory_comes_from_its_accounting(
     # the busy process joined the group but has a session of its own: the group's CPU
     # accounting (v2) counts it, the session of the holder (v1) does not
     measured = rate(InstanceProcesses(holder.pid, group))
-    assert measured >= 0.6 if group.version == 2 else measured < 0.05
+    assert measured >= 0.4 if group.version == 2 else measured < 0.05
 
 
 def test_cgroup_v2_accounting_is_read_from_its_files(tmp_path: Path) -> None:
