@@ -328,10 +328,12 @@ def _become_instance(handed: _Handed, zygote_cwd: str) -> int:
         sys.path[0] = request.cwd
     applied = sandbox.apply(sandbox.SandboxPolicy.from_json(request.policy))
     _size_thread_pools(request.threads)
-    from shipway.serving.__main__ import parse_arguments, run
+    import shipway.serving.__main__ as serving
 
-    args = parse_arguments([*request.serving, "--uds-fd", str(LISTEN_FD)])
-    return run(args, sandbox=applied.summary() + "; forked from a zygote")
+    argv = [*request.serving, "--uds-fd", str(LISTEN_FD)]
+    sys.argv = [str(serving.__file__), *argv]  # as python -m shipway.serving would have it
+    summary = f"{applied.summary()}; forked from a zygote"
+    return serving.run(serving.parse_arguments(argv), sandbox=summary)
 
 
 def _size_thread_pools(threads: int) -> None:
