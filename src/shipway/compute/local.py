@@ -43,7 +43,7 @@ from shipway.compute.zygote import ForkRequest
 from shipway.compute.zygotes import ForkedProcess, Zygotes, ZygoteStarting, ZygoteUnavailable
 from shipway.domain.errors import ShipwayError
 
-__all__ = ["LocalBackend"]
+__all__ = ["LocalBackend", "StartMethod"]
 
 log = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from shipway.compute import sandbox
 from shipway.serving.runtime import RUNTIMES
 
-__all__ = ["LISTEN_FD", "PRELOADS", "SERVING_STACK", "ForkRequest", "main"]
+__all__ = ["LISTEN_FD", "PRELOADS", "SERVING_STACK", "ForkRequest", "main", "runtime_modules"]
 
 log = logging.getLogger("shipway.compute.zygote")
 
