@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,6 +162,11 @@ def _cmdline(pid: int) -> bytes:
 
 def _threads(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def _remove(folder: Path) -> None:
+    assert folder.is_dir()
+    shutil.rmtree(folder)
 
 
 def _read(path: str) -> str:
@@ -437,12 +443,14 @@ def test_the_first_instance_of_a_runtime_is_spawned_while_its_zygote_starts(
 
 def test_concurrent_starts_each_fork_their_own_instance(tmp_path: Path) -> None:
     """Starts under way together (a scale-out) share one zygote: each gets its own process,
-    with its own socket and log."""
+    with its own socket and log; the zygote's folder may even be gone (a server's start clears
+    its run dir)."""
     trained = models.train_sklearn(tmp_path / "model")
 
     async def scenario() -> None:
         backend = await _backend(tmp_path, SKLEARN)
         try:
+            _remove(tmp_path / "run" / "zygotes")
             names = [f"many-{n}" for n in range(6)]
             started = await asyncio.gather(
                 *(backend.start(_spec(name, trained.folder)) for name in names)

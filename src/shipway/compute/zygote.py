@@ -371,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--control-fd", type=int, required=True, help="the control socket")
     parser.add_argument("--parent-pid", type=int, required=True, help="the server's pid")
     args = parser.parse_args(argv)
+    cwd = os.getcwd()  # where python -m started it (its folder may be removed while it runs)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -396,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if handed is None:
         log.info("the server has gone; the zygote of %s leaves", args.runtime)
         return
-    sys.exit(_become_instance(handed, os.getcwd()))
+    sys.exit(_become_instance(handed, cwd))
 
 
 if __name__ == "__main__":
