@@ -33,11 +33,13 @@ from shipway.api.runtime import RuntimeAPI
 from shipway.api.sagemaker import SageMakerAPI
 from shipway.compute.backend import ComputeBackend
 from shipway.compute.local import LocalBackend
+from shipway.control.autoscaler import Autoscaler
 from shipway.control.controller import Controller
 from shipway.domain.alarm import AlarmState
 from shipway.domain.clock import Clock, SystemClock
 from shipway.domain.instance_types import InstanceTypeCatalog
 from shipway.listener import PortUnavailable, bind
+from shipway.monitor.instance_usage import InstanceUsageSampler, SampledInstance
 from shipway.monitor.metrics import MetricsStore
 from shipway.router.router import Router
 from shipway.server_lock import ServerLock
@@ -53,6 +55,10 @@ from shipway.store.metadata import MetadataStore
 __all__ = ["Platform", "serve"]
 
 log = logging.getLogger(__name__)
+
+USAGE_INTERVAL_SECONDS = 5.0
+"""How often instances' CPU and memory are sampled at most (more often when policies are
+evaluated more often)."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -128,6 +134,7 @@ class Platform:
             cgroups=settings.instance_cgroups,
             protected=[p for p in (settings.home, settings.access_keys_file) if p is not None],
             unchanging=[settings.artifact_cache],
+            start_method=settings.instance_start,
         )
         self.controller = Controller(
             store=self.store,
@@ -164,6 +171,22 @@ class Platform:
             max_instances=settings.max_instances,
             on_change=self.controller.wake,
         )
+        self.autoscaler = Autoscaler(
+            self.scaling,
+            self.metrics,
+            self.alarms,
+            self.clock,
+            settings.autoscaling_interval_seconds,
+            endpoints=self.store.endpoints.get,
+        )
+        self.instance_usage = InstanceUsageSampler(
+            self.metrics,
+            self.clock,
+            instances=self._sampled_instances,
+            usage=self.backend.usage,
+            interval=min(settings.autoscaling_interval_seconds, USAGE_INTERVAL_SECONDS),
+            disk_path=settings.run_dir,
+        )
         self.rest = create_rest_app(self)
         self.runtime_api = RuntimeAPI(self.router)
         self.sagemaker_api = SageMakerAPI(self)
@@ -181,12 +204,36 @@ class Platform:
         states = self.alarms.states(names)
         return [name for name in names if states.get(name) is AlarmState.ALARM]
 
+    def _sampled_instances(self) -> list[SampledInstance]:
+        """The instances whose CPU and memory the usage sampler reads (it runs in a thread)."""
+        return [
+            SampledInstance(i.instance_id, i.endpoint_name, i.variant_name)
+            for i in self.store.instances.all()
+            if i.live
+        ]
+
+    def _stored_runtimes(self) -> set[str]:
+        """The runtimes (images) the stored endpoints run: their zygotes start at once."""
+        return {
+            container.image
+            for endpoint in self.store.endpoints.all()
+            for model in endpoint.models_in_use()
+            for container in model.all_containers()
+            if container.image
+        }
+
     async def start(self) -> None:
+        if isinstance(self.backend, LocalBackend):
+            self.backend.prestart(await asyncio.to_thread(self._stored_runtimes))
         await self.controller.start()
         await self.alarm_evaluator.start()
+        await self.instance_usage.start()
+        await self.autoscaler.start()
 
     async def stop(self) -> None:
         await self.router.drain_shadows(timeout=5.0)  # copies to shadows, while instances live
+        await self.autoscaler.close()
+        await self.instance_usage.close()
         await self.alarm_evaluator.close()
         await self.controller.close()
         self.router.table.close()

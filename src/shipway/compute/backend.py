@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from shipway.compute.usage import Usage
 from shipway.domain.instance_types import InstanceType
 
 __all__ = ["ComputeBackend", "InstanceSpec", "StartedInstance"]
@@ -55,6 +56,11 @@ class ComputeBackend(Protocol):
 
     def log_path(self, instance_id: str) -> Path | None:
         """Where the instance's output (its model's log and tracebacks) goes, if in a file."""
+        ...
+
+    def usage(self) -> dict[str, Usage]:
+        """CPU time and memory of each running instance, by instance id (unreadable ones left
+        out); called from a worker thread."""
         ...
 
     async def close(self, grace_seconds: float) -> None:

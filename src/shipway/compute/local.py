@@ -39,6 +39,7 @@ from typing import IO, Literal, Protocol
 from shipway.compute.backend import InstanceSpec, StartedInstance
 from shipway.compute.cgroups import Cgroups, InstanceCgroup
 from shipway.compute.sandbox import instance_policy
+from shipway.compute.usage import InstanceProcesses, Usage, read_usage
 from shipway.compute.zygote import ForkRequest
 from shipway.compute.zygotes import ForkedProcess, Zygotes, ZygoteStarting, ZygoteUnavailable
 from shipway.domain.errors import ShipwayError
@@ -488,6 +489,18 @@ class LocalBackend:
         shutil.rmtree(self._socket_dir, ignore_errors=True)
         if self._cgroups is not None:
             self._cgroups.close()
+
+    def usage(self) -> dict[str, Usage]:
+        """CPU time and memory of each running instance (its cgroup's accounting, or every
+        process of its session). Safe to call from a worker thread: it reads a copy of the
+        table."""
+        running = list(self._processes.items())
+        return read_usage(
+            {
+                instance_id: InstanceProcesses(p.process.pid, p.cgroup, p.memory_limit)
+                for instance_id, p in running
+            }
+        )
 
     def pid(self, instance_id: str) -> int | None:
         process = self._processes.get(instance_id)
