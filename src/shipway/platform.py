@@ -56,6 +56,7 @@ __all__ = ["Platform", "serve"]
 
 log = logging.getLogger(__name__)
 
+CONCURRENCY_INTERVAL_SECONDS = 1.0
 USAGE_INTERVAL_SECONDS = 5.0
 """How often instances' CPU and memory are sampled at most (more often when policies are
 evaluated more often)."""
@@ -187,6 +188,7 @@ class Platform:
             interval=min(settings.autoscaling_interval_seconds, USAGE_INTERVAL_SECONDS),
             disk_path=settings.run_dir,
         )
+        self._concurrency: asyncio.Task[None] | None = None
         self.rest = create_rest_app(self)
         self.runtime_api = RuntimeAPI(self.router)
         self.sagemaker_api = SageMakerAPI(self)
@@ -222,17 +224,32 @@ class Platform:
             if container.image
         }
 
+    async def _sample_concurrency(self) -> None:
+        """The router's requests in flight into the metrics store, every second (what target
+        tracking on SageMaker's concurrency metrics reads)."""
+        while True:
+            await asyncio.sleep(CONCURRENCY_INTERVAL_SECONDS)
+            try:
+                self.router.record_concurrency()
+            except Exception:
+                log.exception("sampling the requests in flight failed; retrying")
+
     async def start(self) -> None:
         if isinstance(self.backend, LocalBackend):
             self.backend.prestart(await asyncio.to_thread(self._stored_runtimes))
         await self.controller.start()
         await self.alarm_evaluator.start()
         await self.instance_usage.start()
+        self._concurrency = asyncio.create_task(self._sample_concurrency(), name="concurrency")
         await self.autoscaler.start()
 
     async def stop(self) -> None:
         await self.router.drain_shadows(timeout=5.0)  # copies to shadows, while instances live
         await self.autoscaler.close()
+        if self._concurrency is not None:
+            self._concurrency.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._concurrency
         await self.instance_usage.close()
         await self.alarm_evaluator.close()
         await self.controller.close()

@@ -949,8 +949,9 @@ def _serverless_limits(endpoint: Endpoint) -> ServerlessLimits | None:
     """What the router enforces for a serverless endpoint (one variant), else None."""
     for state in endpoint.variants:
         if state.desired_serverless_config is not None:
+            config = state.desired_serverless_config
             return ServerlessLimits(
-                state.desired_serverless_config.max_concurrency, SERVERLESS_PAYLOAD_BYTES
+                config.max_concurrency, SERVERLESS_PAYLOAD_BYTES, config.provisioned_concurrency
             )
     return None
 

@@ -271,6 +271,39 @@ class Router:
         first request (since this router started)."""
         return self._demand.get(endpoint_name)
 
+    def record_concurrency(self) -> None:
+        """Sample how many requests are in flight: ``ConcurrentRequestsPerModel`` (per
+        instance in service, each production variant) and, for a serverless variant with
+        provisioned concurrency, ``ServerlessProvisionedConcurrencyUtilization`` (in flight ÷
+        provisioned, at most 1). Target tracking on SageMaker's concurrency metrics reads
+        these; the platform calls it every second."""
+        now = self._clock.time()
+        for name in self.table.names():
+            route = self.table.get(name)
+            if route is None:
+                continue
+            for variant in route.variants:
+                dimensions = {"EndpointName": name, "VariantName": variant.name}
+                if variant.instances:
+                    in_flight = sum(i.outstanding for i in variant.instances)
+                    self.metrics.put(
+                        "ConcurrentRequestsPerModel",
+                        dimensions,
+                        in_flight / len(variant.instances),
+                        now,
+                        unit="Count",
+                    )
+                limits = route.serverless
+                if limits is not None and limits.provisioned_concurrency:
+                    demand = self._demand.get(name)
+                    busy = demand.in_flight if demand is not None else 0
+                    self.metrics.put(
+                        "ServerlessProvisionedConcurrencyUtilization",
+                        dimensions,
+                        min(1.0, busy / limits.provisioned_concurrency),
+                        now,
+                    )
+
     def _admit(self, route: EndpointRoute, size: int) -> Demand:
         """Count a request to a serverless endpoint in, or refuse it: over its payload limit,
         or over MaxConcurrency requests in flight. Wakes the controller when the variant has

@@ -61,6 +61,7 @@ class ServerlessLimits:
     max_concurrency: int
     """Requests in flight at most; more are throttled, not queued."""
     max_payload_bytes: int
+    provisioned_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,10 @@ class RoutingTable:
         self._endpoints: dict[str, EndpointRoute] = {}
         self._upstreams: dict[str, Upstream] = {}
         self.version = -1
+
+    def names(self) -> list[str]:
+        """The endpoints routed now."""
+        return list(self._endpoints)
 
     def get(self, endpoint_name: str) -> EndpointRoute | None:
         """The route of an endpoint by its exact name (invocations must match its case)."""
