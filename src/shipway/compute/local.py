@@ -207,9 +207,11 @@ class LocalBackend:
         self._zygotes.prestart(resolved)
 
     async def zygotes_ready(self, timeout: float = 120.0) -> None:
-        """Until the zygotes started so far are ready to fork (or have failed). For benchmarks
-        and tests: the backend never waits for a zygote (an instance whose zygote is not ready
-        is spawned)."""
+        """Until the zygotes started so far are ready to fork (or have failed). The backend
+        itself never waits for a zygote (an instance whose zygote is not ready is spawned): a
+        server's start may, after :meth:`prestart`, so that the instances of its stored
+        endpoints are forks (a second or so of imports, then tens of milliseconds each,
+        instead of a second each); benchmarks and tests do."""
         await self._zygotes.until_ready(timeout)
 
     def zygote_pid(self, runtime: str) -> int | None:
