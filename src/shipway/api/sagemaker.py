@@ -48,7 +48,6 @@ Document = dict[str, Any]
 
 CONTENT_TYPE = b"application/x-amz-json-1.1"
 SAGEMAKER = "SageMaker."
-AUTOSCALING = "AnyScaleFrontendService."
 
 
 class _ModelName(Shape):
