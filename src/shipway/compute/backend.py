@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -42,6 +43,15 @@ class StartedInstance:
 
 
 class ComputeBackend(Protocol):
+    def prestart(self, runtimes: Iterable[str]) -> None:
+        """Get ready to start instances of these runtimes fast (names, images or import
+        strings); returns at once. Idempotent; a backend with nothing to prepare does nothing."""
+        ...
+
+    async def zygotes_ready(self, timeout: float) -> None:
+        """Until what :meth:`prestart` began is ready (or ``timeout`` seconds have passed)."""
+        ...
+
     async def start(self, spec: InstanceSpec) -> StartedInstance:
         """Start an instance; return as soon as it is started (it loads its model after)."""
         ...

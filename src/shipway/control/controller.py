@@ -143,6 +143,8 @@ class Controller:
         """Per serverless endpoint: the most instances its traffic asked for lately, and when
         (the count goes down only once that many were not needed for the idle time)."""
         self._readying: set[asyncio.Task[None]] = set()
+        self._prestarted: set[str] = set()
+        """Images whose runtime the backend was asked to prepare for (zygotes)."""
         self._cold_failures: dict[tuple[str, str], str] = {}
         """Why the last instance of a serverless variant failed to start, until one serves."""
         self._stopping: set[asyncio.Task[None]] = set()
@@ -379,6 +381,13 @@ class Controller:
                 "failure_reason": reason,
                 "last_modified_time": self._clock.now(),
             }
+            if new_status in SERVING and status not in SERVING:
+                # routed before the store says InService: a caller who sees InService can
+                # invoke it at once
+                self._endpoints = [
+                    e.model_copy(update=fields) if e is endpoint else e for e in self._endpoints
+                ]
+                self._publish()
             updated = await self._update(
                 endpoint, lambda current: current.model_copy(update=fields)
             )
@@ -647,7 +656,13 @@ class Controller:
             model = await asyncio.to_thread(self._store.models.get, name)
         if model is None:
             raise ShipwayError(f"the model {variant.model_name} no longer exists")
-        model_dir = self._model_dir(model.all_containers()[0].model_data_url or "")
+        container = model.all_containers()[0]
+        if container.image and container.image not in self._prestarted:
+            # its runtime's zygote starts while the artifact is fetched: even the first
+            # instance (a serverless cold start) is then a fork
+            self._prestarted.add(container.image)
+            self._backend.prestart([container.image])
+        model_dir = self._model_dir(container.model_data_url or "")
         return None if model_dir is None else (model, model_dir)
 
     def _instance_type(self, variant: ProductionVariant) -> InstanceType:
