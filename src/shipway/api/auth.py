@@ -44,6 +44,7 @@ AWS's codes (:class:`AuthError`)::
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -58,9 +59,6 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_plus
-
-from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 
 from shipway.api.body_limit import (
     BodyLimits,
@@ -471,7 +469,8 @@ def _check_signature(
 ) -> None:
     """Check the signature of a request whose body hashes (SHA-256, hex) to ``payload_hash``."""
     path, _, query = path_with_query.partition("?")
-    request = _Received(method=method, url=_URL_BASE + path, params=_params(query))
+    received, verifier = _botocore()
+    request = received(method=method, url=_URL_BASE + path, params=_params(query))
     request.payload_hash = payload_hash
     amz_date = ""
     for name, value in headers:
@@ -485,7 +484,7 @@ def _check_signature(
     if declared is not None and declared != payload_hash:
         raise AuthError(INVALID, "The x-amz-content-sha256 header does not match the body.")
     request.context["timestamp"] = amz_date
-    signer = _Verifier(None, signed.service, signed.region)
+    signer = verifier(None, signed.service, signed.region)
     string_to_sign: str = signer.string_to_sign(request, signer.canonical_request(request))
     scope = (signed.date, signed.region, signed.service)
     signing_key = keys._signing_key(key, *scope)
@@ -495,20 +494,28 @@ def _check_signature(
     keys._remember(key, scope, signing_key)
 
 
-class _Received(AWSRequest):  # type: ignore[misc]
-    """A request as it was received: its body was hashed as it streamed in, and only the hash
-    is kept (botocore's ``AWSRequest`` would prepare a whole request for sending each time the
-    signer asks for it)."""
+@functools.cache
+def _botocore() -> tuple[Any, Any]:
+    """The request and signer classes the check uses, made on first use: botocore is about
+    15 MB that a server without access keys never needs."""
+    from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+    from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 
-    payload_hash: str = ""
+    class Received(AWSRequest):  # type: ignore[misc]
+        """A request as it was received: its body was hashed as it streamed in, and only the
+        hash is kept (botocore's ``AWSRequest`` would prepare a whole request for sending each
+        time the signer asks for it)."""
 
+        payload_hash: str = ""
 
-class _Verifier(SigV4Auth):  # type: ignore[misc]
-    """botocore's signer, taking the payload's hash from the request rather than rehashing a
-    body (which was never kept whole for it)."""
+    class Verifier(SigV4Auth):  # type: ignore[misc]
+        """botocore's signer, taking the payload's hash from the request rather than
+        rehashing a body (which was never kept whole for it)."""
 
-    def payload(self, request: _Received) -> str:
-        return request.payload_hash
+        def payload(self, request: Received) -> str:
+            return request.payload_hash
+
+    return Received, Verifier
 
 
 def _params(query: str) -> list[tuple[str, str]]:

@@ -14,9 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
 
-from botocore.loaders import Loader  # type: ignore[import-untyped]
-from botocore.model import ServiceModel  # type: ignore[import-untyped]
-
 from shipway.domain.errors import ValidationError
 
 __all__ = ["NAMESPACE", "decode", "encode", "encode_error"]
@@ -27,6 +24,11 @@ _MISSING = object()
 
 @functools.cache
 def _model() -> Any:
+    # imported on the first awsquery request: botocore is about 15 MB a server without such
+    # clients need not hold
+    from botocore.loaders import Loader  # type: ignore[import-untyped]
+    from botocore.model import ServiceModel  # type: ignore[import-untyped]
+
     return ServiceModel(Loader().load_service_model("cloudwatch", "service-2"), "cloudwatch")
 
 

@@ -48,6 +48,11 @@ class ComputeBackend(Protocol):
         strings); returns at once. Idempotent; a backend with nothing to prepare does nothing."""
         ...
 
+    def warming(self, runtime: str) -> bool:
+        """Whether an instance of ``runtime`` (an import string) would start faster, and
+        share more memory, if started a moment later (its zygote is still importing)."""
+        ...
+
     async def zygotes_ready(self, timeout: float) -> None:
         """Until what :meth:`prestart` began is ready (or ``timeout`` seconds have passed)."""
         ...

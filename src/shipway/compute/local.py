@@ -73,6 +73,9 @@ starts or a library loads: an instance whose environment sets one differently fr
 is spawned, so that it takes effect (thread counts, set after the fork, excepted)."""
 StartMethod = Literal["fork", "spawn"]
 _SOCKET_PREFIX = "shipway-"
+WARMING_SECONDS = 15.0
+"""How long after a zygote started :meth:`LocalBackend.warming` says to wait for it (a runtime's
+imports take 1 to 5 seconds): one that takes longer is not waited for."""
 _ZYGOTE_FOLDER = "zygotes"
 """The zygotes' working directory and ``HOME``, in the run dir (instance ids have a dash and
 a suffix, so no instance's scratch folder has this name)."""
@@ -205,6 +208,12 @@ class LocalBackend:
             except ShipwayError as exc:  # its instances will fail to start, and say why
                 log.warning("no zygote for %r: %s", runtime, exc)
         self._zygotes.prestart(resolved)
+
+    def warming(self, runtime: str) -> bool:
+        """Whether an instance of ``runtime`` (an import string) started now would be spawned
+        only because its zygote is still importing (for at most ``WARMING_SECONDS`` after it
+        started): the caller may rather try again shortly, and fork it."""
+        return self._start_method == "fork" and self._zygotes.warming(runtime, WARMING_SECONDS)
 
     async def zygotes_ready(self, timeout: float = 120.0) -> None:
         """Until the zygotes started so far are ready to fork (or have failed). The backend

@@ -252,6 +252,17 @@ class Zygotes:
                 with contextlib.suppress(ZygoteUnavailable):
                     self._running(runtime)
 
+    def warming(self, runtime: str, within: float) -> bool:
+        """Whether the runtime's zygote is still importing, started less than ``within``
+        seconds ago (an instance started now would be spawned beside it)."""
+        zygote = self._zygotes.get(runtime)
+        return (
+            zygote is not None
+            and zygote.alive()
+            and zygote.ready is None
+            and time.monotonic() - zygote.started < within
+        )
+
     def pid(self, runtime: str) -> int | None:
         """The pid of the runtime's zygote, while it runs."""
         zygote = self._zygotes.get(runtime)

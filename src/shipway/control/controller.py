@@ -602,12 +602,15 @@ class Controller:
             return None
         model, model_dir = fetched
         container = model.all_containers()[0]
+        runtime = resolve_runtime(container.image)
+        if self._backend.warming(runtime):
+            return None  # its zygote is importing: fork it in a moment rather than spawn it
         instance_type = self._instance_type(variant)
         instance_id = f"{endpoint.endpoint_name[:32]}-{uuid.uuid4().hex[:10]}".lower()
         spec = InstanceSpec(
             instance_id=instance_id,
             model_name=model.model_name,
-            runtime=resolve_runtime(container.image),
+            runtime=runtime,
             model_dir=model_dir,
             instance_type=instance_type,
             environment=dict(container.environment or {}),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import random
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +22,7 @@ from shipway.domain.listing import ListEndpointsInput, ListInput, SortBy, SortOr
 from shipway.domain.model import ContainerDefinition, Model
 from shipway.domain.names import Account
 from shipway.domain.shape import parse
-from shipway.store.metadata import HEAD, Collection, MetadataStore, migrate
+from shipway.store.metadata import HEAD, MIGRATIONS, Collection, MetadataStore, migrate
 
 ACCOUNT = Account()
 START = ManualClock().now()
@@ -540,3 +543,26 @@ def test_concurrent_updates_lose_no_change(store: MetadataStore) -> None:
     stored = store.endpoints.get("ep")
     assert stored is not None
     assert len(stored.tags or []) == 80
+
+
+def test_head_is_the_newest_migration_and_a_store_at_head_opens_without_alembic(
+    tmp_path: Path,
+) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    MetadataStore(url).close()  # migrated to head
+    code = (
+        "import sys\n"
+        "from shipway.store.metadata import MetadataStore\n"
+        f"MetadataStore({url!r}).close()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    opened = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert opened.stdout.strip() == "False"
