@@ -407,3 +407,40 @@ def test_a_model_that_cannot_load_fails_its_requests_at_once_with_the_reason(
         assert error["Code"] == "ServiceUnavailable"
         assert "could not start an instance" in error["Message"]
         assert "model.joblib" in error["Message"] or "pickle" in error["Message"].lower()
+
+
+def test_provisioned_concurrency_is_a_scalable_target(
+    server: ShipwayServer, model: models.Trained
+) -> None:
+    sagemaker = create(
+        server,
+        "sl-scaled",
+        model,
+        {"MemorySizeInMB": 1024, "MaxConcurrency": 20, "ProvisionedConcurrency": 1},
+    )
+    autoscaling = aws(server.url, "application-autoscaling")
+    target = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "endpoint/sl-scaled/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredProvisionedConcurrency",
+    }
+    with pytest.raises(ClientError) as refused:  # more than MaxConcurrency
+        autoscaling.register_scalable_target(**target, MinCapacity=1, MaxCapacity=21)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    # a minimum above the current value raises it: two instances hold 11 (10 each)
+    autoscaling.register_scalable_target(**target, MinCapacity=11, MaxCapacity=20)
+
+    def variant() -> dict[str, Any]:
+        return dict(sagemaker.describe_endpoint(EndpointName="sl-scaled")["ProductionVariants"][0])
+
+    wait_for(lambda: variant()["DesiredServerlessConfig"].get("ProvisionedConcurrency") == 11,
+             10, "provisioned concurrency raised")  # fmt: skip
+    wait_for(lambda: variant()["CurrentInstanceCount"] == 2, 30, "two warm instances")
+    sagemaker.get_waiter("endpoint_in_service").wait(
+        EndpointName="sl-scaled", WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
+    activities = autoscaling.describe_scaling_activities(
+        ServiceNamespace="sagemaker", ResourceId=target["ResourceId"]
+    )["ScalingActivities"]
+    assert activities[0]["StatusCode"] == "Successful", activities
+    assert activities[0]["Description"].endswith("to 11."), activities
