@@ -41,6 +41,7 @@ from shipway.domain.instance_types import InstanceTypeCatalog
 from shipway.listener import PortUnavailable, bind
 from shipway.monitor.instance_usage import InstanceUsageSampler, SampledInstance
 from shipway.monitor.metrics import MetricsStore
+from shipway.periodic import Periodic
 from shipway.router.router import Router
 from shipway.server_lock import ServerLock
 from shipway.service import EndpointConfigService, EndpointService, ModelService
@@ -190,7 +191,12 @@ class Platform:
             interval=min(settings.autoscaling_interval_seconds, USAGE_INTERVAL_SECONDS),
             disk_path=settings.run_dir,
         )
-        self._concurrency: asyncio.Task[None] | None = None
+        self.concurrency = Periodic(  # what concurrency-based scaling policies read
+            "sampling requests in flight",
+            self.router.record_concurrency,
+            CONCURRENCY_INTERVAL_SECONDS,
+            thread=False,
+        )
         self.rest = create_rest_app(self)
         self.runtime_api = RuntimeAPI(self.router)
         self.sagemaker_api = SageMakerAPI(self)
@@ -226,16 +232,6 @@ class Platform:
             if container.image
         }
 
-    async def _sample_concurrency(self) -> None:
-        """The router's requests in flight into the metrics store, every second (what target
-        tracking on SageMaker's concurrency metrics reads)."""
-        while True:
-            await asyncio.sleep(CONCURRENCY_INTERVAL_SECONDS)
-            try:
-                self.router.record_concurrency()
-            except Exception:
-                log.exception("sampling the requests in flight failed; retrying")
-
     async def start(self) -> None:
         runtimes = await asyncio.to_thread(self._stored_runtimes)
         if runtimes:
@@ -246,16 +242,13 @@ class Platform:
         await self.controller.start()
         await self.alarm_evaluator.start()
         await self.instance_usage.start()
-        self._concurrency = asyncio.create_task(self._sample_concurrency(), name="concurrency")
+        await self.concurrency.start()
         await self.autoscaler.start()
 
     async def stop(self) -> None:
         await self.router.drain_shadows(timeout=5.0)  # copies to shadows, while instances live
         await self.autoscaler.close()
-        if self._concurrency is not None:
-            self._concurrency.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._concurrency
+        await self.concurrency.close()
         await self.instance_usage.close()
         await self.alarm_evaluator.close()
         await self.controller.close()

@@ -36,8 +36,6 @@ others go on. Time comes from the injected clock.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -73,6 +71,7 @@ from shipway.domain.scaling import (
 )
 from shipway.monitor.alarm_evaluation import evaluation_window
 from shipway.monitor.metrics import SAGEMAKER, MetricsStore
+from shipway.periodic import Periodic
 from shipway.service.alarms import AlarmService
 from shipway.service.scaling import ScalingService
 
@@ -138,32 +137,16 @@ class Autoscaler:
         self._endpoints = endpoints
         self._retry_seconds = max(RETRY_SECONDS, interval)
         self._states: dict[tuple[str, ScalableDimension], _TargetState] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._stopping: asyncio.Event | None = None
+        self._periodic = Periodic("autoscaling pass", self.evaluate, interval)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._stopping = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="autoscaler")
+        await self._periodic.start()
 
     async def close(self) -> None:
         """Stop after the pass under way, if any."""
-        if self._task is None or self._stopping is None:
-            return
-        self._stopping.set()
-        await self._task
-        self._task = None
-
-    async def _run(self) -> None:
-        assert self._stopping is not None
-        while not self._stopping.is_set():
-            try:
-                await asyncio.to_thread(self.evaluate)
-            except Exception:
-                log.exception("autoscaling pass failed; trying again in %.1f s", self._interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
+        await self._periodic.close()
 
     # --- one pass -----------------------------------------------------------------------------
 

@@ -21,8 +21,6 @@ busiest instance's.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +30,7 @@ from pathlib import Path
 from shipway.compute.usage import Usage, machine_memory_bytes
 from shipway.domain.clock import Clock
 from shipway.monitor.metrics import MetricsStore
+from shipway.periodic import Periodic
 
 __all__ = ["INSTANCE_NAMESPACE", "InstanceUsageSampler", "SampledInstance"]
 
@@ -80,8 +79,7 @@ class InstanceUsageSampler:
         self._disk_path = disk_path
         self._machine_memory = machine_memory or machine_memory_bytes()
         self._previous: dict[str, _Reading] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._stopping: asyncio.Event | None = None
+        self._periodic = Periodic("sampling instance usage", self.sample, interval)
 
     def sample(self) -> int:
         """Read every running instance once and write its datapoints; how many were written."""
@@ -134,25 +132,8 @@ class InstanceUsageSampler:
         return used / usable * 100.0 if usable else None
 
     async def start(self) -> None:
-        self._stopping = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="instance-usage")
+        await self._periodic.start()
 
     async def close(self) -> None:
         """Stop after the sample under way, if any."""
-        if self._task is None or self._stopping is None:
-            return
-        self._stopping.set()
-        await self._task
-        self._task = None
-
-    async def _run(self) -> None:
-        assert self._stopping is not None
-        while not self._stopping.is_set():
-            try:
-                await asyncio.to_thread(self.sample)
-            except Exception:
-                log.exception(
-                    "sampling instance usage failed; trying again in %.1f s", self._interval
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
+        await self._periodic.close()

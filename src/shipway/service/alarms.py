@@ -12,7 +12,6 @@ The deployment controller asks :meth:`AlarmService.states` and :meth:`AlarmServi
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -51,6 +50,7 @@ from shipway.domain.model import Tag
 from shipway.domain.names import Account
 from shipway.monitor.alarm_evaluation import Evaluation, evaluate_alarm, evaluation_window
 from shipway.monitor.metrics import MetricsStore
+from shipway.periodic import Periodic
 from shipway.store.alarms import AlarmChange, HistoryQuery
 from shipway.store.metadata import MetadataStore
 
@@ -415,36 +415,11 @@ class AlarmService:
             log.exception("on_change for alarm %s failed", name)
 
 
-class AlarmEvaluator:
+class AlarmEvaluator(Periodic):
     """Evaluates every alarm every ``interval`` seconds, in one task that never dies."""
 
     def __init__(self, service: AlarmService, interval: float) -> None:
-        self._service = service
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-        self._stopping: asyncio.Event | None = None
-
-    async def start(self) -> None:
-        self._stopping = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="alarm-evaluator")
-
-    async def close(self) -> None:
-        """Stop after the evaluation under way, if any."""
-        if self._task is None or self._stopping is None:
-            return
-        self._stopping.set()
-        await self._task
-        self._task = None
-
-    async def _run(self) -> None:
-        assert self._stopping is not None
-        while not self._stopping.is_set():
-            try:
-                await asyncio.to_thread(self._service.evaluate)
-            except Exception:
-                log.exception("alarm evaluation failed; trying again in %.1f s", self._interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
+        super().__init__("alarm evaluation", service.evaluate, interval)
 
 
 def _has_action(prefix: str) -> Callable[[MetricAlarm], bool]:
