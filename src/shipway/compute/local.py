@@ -39,7 +39,7 @@ from typing import IO, Literal, Protocol
 from shipway.compute.backend import InstanceSpec, StartedInstance
 from shipway.compute.cgroups import Cgroups, InstanceCgroup
 from shipway.compute.sandbox import instance_policy
-from shipway.compute.usage import InstanceProcesses, Usage, read_usage
+from shipway.compute.usage import InstanceProcesses, Usage, read_usage, session_memory
 from shipway.compute.zygote import ForkRequest
 from shipway.compute.zygotes import ForkedProcess, Zygotes, ZygoteStarting, ZygoteUnavailable
 from shipway.domain.errors import ShipwayError
@@ -450,7 +450,7 @@ class LocalBackend:
         """Without a memory cgroup: stop an instance whose processes outgrew its type."""
         if process.cgroup is not None or process.memory_limit is None:
             return
-        used = _session_rss(process.process.pid)
+        used = session_memory(process.process.pid)
         if used <= process.memory_limit:
             return
         reason = (
@@ -542,25 +542,6 @@ def _open_to_others(folder: Path) -> bool:
             if not os.stat(os.path.join(root, name)).st_mode & 0o004:
                 return False
     return True
-
-
-def _session_rss(session: int) -> int:
-    """Resident memory of every process in a session (an instance and what it started)."""
-    total = 0
-    page = os.sysconf("SC_PAGE_SIZE")
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as file:
-                stat = file.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        # after the command name: state, ppid, pgrp, session, ... rss is the 22nd
-        if len(fields) > 21 and int(fields[3]) == session:
-            total += int(fields[21]) * page
-    return total
 
 
 def _gib(size: int | None) -> str:

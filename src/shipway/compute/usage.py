@@ -29,7 +29,7 @@ from pathlib import Path
 
 from shipway.compute.cgroups import InstanceCgroup
 
-__all__ = ["InstanceProcesses", "Usage", "machine_memory_bytes", "read_usage"]
+__all__ = ["InstanceProcesses", "Usage", "machine_memory_bytes", "read_usage", "session_memory"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -88,6 +88,11 @@ def read_usage(instances: Mapping[str, InstanceProcesses]) -> dict[str, Usage]:
             memory = _cgroup_v1_memory(group) or memory
         found[instance_id] = Usage(session.ticks / _TICKS, memory, processes.memory_limit)
     return found
+
+
+def session_memory(session: int) -> int:
+    """Resident memory of every live process of a session (an instance and what it started)."""
+    return _scan_sessions({session})[session].rss_pages * _PAGE
 
 
 def machine_memory_bytes() -> int:
