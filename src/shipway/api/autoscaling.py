@@ -10,20 +10,16 @@ only the translation, and one mapping of domain errors to the service's error sh
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from shipway.api.json_rpc import dispatch
 from shipway.domain.errors import (
     InvalidNextToken,
     ResourceLimitExceeded,
     ShipwayError,
-    ValidationError,
 )
 from shipway.domain.scaling import (
     ConcurrentUpdate,
@@ -52,7 +48,6 @@ Document = dict[str, Any]
 
 TARGET_PREFIX = "AnyScaleFrontendService."
 """Application Auto Scaling's target prefix (the service's Smithy name)."""
-CONTENT_TYPE = b"application/x-amz-json-1.1"
 
 # --- operations -------------------------------------------------------------------------------
 
@@ -160,47 +155,11 @@ class AutoscalingAPI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = dict(scope["headers"]).get(b"x-amz-target", b"").decode("latin-1")
-        name = target[len(TARGET_PREFIX) :]
-        body = await _read(receive)
-        call = OPERATIONS.get(name)
-        if call is None:
-            message = f"Unknown operation {target}."
-            await _respond(send, 400, {"__type": "UnknownOperationException", "Message": message})
-            return
-        try:
-            try:
-                document = orjson.loads(body) if body.strip() else {}
-            except orjson.JSONDecodeError as exc:
-                message = f"The request body is not JSON: {exc}"
-                await _respond(send, 400, {"__type": "SerializationException", "Message": message})
-                return
-            if not isinstance(document, dict):
-                raise ValidationError("The request body must be a JSON object.")
-            result = await asyncio.to_thread(call, self._platform, document)
-        except Exception as exc:
-            if not isinstance(exc, ShipwayError):
-                log.exception("%s failed", target)
-            status, code, message = wire_error(exc)
-            await _respond(send, status, {"__type": code, "Message": message})
-            return
-        await _respond(send, 200, _output(result))
+        operation = OPERATIONS.get(target[len(TARGET_PREFIX) :])
+        platform = self._platform
 
+        def call(document: Document) -> Document:
+            assert operation is not None
+            return _output(operation(platform, document))
 
-async def _read(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _respond(send: Send, status: int, document: Document) -> None:
-    body = orjson.dumps(document)
-    headers = [
-        (b"content-type", CONTENT_TYPE),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        await dispatch(target, call if operation else None, wire_error, receive, send)

@@ -9,16 +9,13 @@ rule lives here: only the translation, and one mapping of domain errors to SageM
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from shipway.api.json_rpc import dispatch
 from shipway.domain.deployment import UpdateEndpointInput
 from shipway.domain.endpoint import CreateEndpointInput, UpdateEndpointWeightsAndCapacitiesInput
 from shipway.domain.endpoint_config import CreateEndpointConfigInput
@@ -26,7 +23,6 @@ from shipway.domain.errors import (
     ResourceInUse,
     ResourceLimitExceeded,
     ShipwayError,
-    ValidationError,
 )
 from shipway.domain.listing import ListEndpointsInput, ListInput
 from shipway.domain.model import CreateModelInput
@@ -46,7 +42,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Document = dict[str, Any]
 
-CONTENT_TYPE = b"application/x-amz-json-1.1"
 SAGEMAKER = "SageMaker."
 
 
@@ -222,49 +217,12 @@ class SageMakerAPI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = dict(scope["headers"]).get(b"x-amz-target", b"").decode("latin-1")
-        body = await _read(receive)
-        try:
-            prefix, _, name = target.partition(".")
-            operation = OPERATIONS.get(name) if prefix + "." == SAGEMAKER else None
-            if operation is None:
-                message = f"Unknown operation {target}."
-                await _respond(
-                    send, 400, {"__type": "UnknownOperationException", "Message": message}
-                )
-                return
-            try:
-                document = orjson.loads(body) if body.strip() else {}
-            except orjson.JSONDecodeError as exc:
-                message = f"The request body is not JSON: {exc}"
-                await _respond(send, 400, {"__type": "SerializationException", "Message": message})
-                return
-            if not isinstance(document, dict):
-                raise ValidationError("The request body must be a JSON object.")
-            result = await asyncio.to_thread(operation.call, self._platform, document)
-        except Exception as exc:
-            if not isinstance(exc, ShipwayError):
-                log.exception("%s failed", target)
-            status, code, message = wire_error(exc)
-            await _respond(send, status, {"__type": code, "Message": message})
-            return
-        await _respond(send, 200, result)
+        prefix, _, name = target.partition(".")
+        operation = OPERATIONS.get(name) if prefix + "." == SAGEMAKER else None
+        platform = self._platform
 
+        def call(document: Document) -> Document:
+            assert operation is not None
+            return operation.call(platform, document)
 
-async def _read(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _respond(send: Send, status: int, document: Document) -> None:
-    body = orjson.dumps(document)
-    headers = [
-        (b"content-type", CONTENT_TYPE),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        await dispatch(target, call if operation else None, wire_error, receive, send)
