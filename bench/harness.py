@@ -8,12 +8,14 @@ puts ``bench/`` on ``sys.path`` and imports this module as ``harness``.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +149,71 @@ def _stat_fields(pid: int | str) -> list[str] | None:
 def _start_time(pid: int) -> int | None:
     fields = _stat_fields(pid)
     return int(fields[19]) if fields else None
+
+
+# --------------------------------------------------------------------------- Shipway
+
+
+def train_model(folder: Path) -> Path:
+    """The benchmarks' model: StandardScaler + LogisticRegression on breast_cancer (30
+    features), saved with joblib as ``folder/model.joblib``; the folder."""
+    import joblib
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, folder / "model.joblib")
+    return folder
+
+
+def call_json(url: str, method: str, path: str, body: Any = None) -> Any:
+    """One request to a Shipway server's REST API (a fresh connection); its JSON answer."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=120)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        connection.request(method, path, data, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        text = response.read()
+    finally:
+        connection.close()
+    if response.status >= 300:
+        raise RuntimeError(f"{method} {path}: {response.status} {text[:300]!r}")
+    return json.loads(text) if text else None
+
+
+def healthy(url: str) -> bool:
+    """Whether the server answers ``/healthz``."""
+    try:
+        call_json(url, "GET", "/healthz")
+    except (OSError, RuntimeError):
+        return False
+    return True
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.02) -> float:
+    """Seconds until ``condition()`` holds (polled every ``poll``); TimeoutError after
+    ``timeout``."""
+    started = time.perf_counter()
+    while not condition():
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"not within {timeout} s")
+        time.sleep(poll)
+    return time.perf_counter() - started
+
+
+def pss_kib(pids: Sequence[int]) -> int:
+    """Proportional set size of these processes together (``/proc/<pid>/smaps_rollup``), KiB;
+    a process gone meanwhile counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:"))
+    return total

@@ -35,16 +35,23 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 
-from harness import Processes, descendants, free_port  # noqa: E402
+from harness import (  # noqa: E402
+    Processes,
+    call_json,
+    descendants,
+    free_port,
+    healthy,
+    pss_kib,
+    train_model,
+    wait_until,
+)
 
 RESULTS = HERE.parent / "results"
 TARGETS = {"serverless cold start p50": 0.3, "serverless cold start p99": 0.6}
@@ -63,41 +70,8 @@ if len(sys.argv) > 2:
 """
 
 
-def train(folder: Path) -> Path:
-    import joblib
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    x, y = load_breast_cancer(return_X_y=True)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
-    folder.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, folder / "model.joblib")
-    return folder
-
-
-def call(url: str, method: str, path: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        text = response.read()
-    return json.loads(text) if text else None
-
-
-def wait_until(condition: Any, timeout: float, poll: float = 0.005) -> float:
-    started = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError("condition not met")
-        time.sleep(poll)
-    return time.perf_counter() - started
-
-
 def instance_count(url: str, endpoint: str) -> int:
-    described = call(url, "GET", f"/api/endpoints/{endpoint}")
+    described = call_json(url, "GET", f"/api/endpoints/{endpoint}")
     return int(described["ProductionVariants"][0].get("CurrentInstanceCount") or 0)
 
 
@@ -113,19 +87,6 @@ def scratch_processes(home: Path, endpoint: str) -> int:
             except OSError:
                 continue
     return count
-
-
-def pss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            if line.startswith("Pss:"):
-                total += int(line.split()[1])
-    return total / 1024
 
 
 def reference_start(model: Path) -> float:
@@ -150,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="shipway-bench-elasticity-"))
     home = workdir / "home"
-    model = train(workdir / "model")
+    model = train_model(workdir / "model")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     processes = Processes(workdir)
@@ -163,21 +124,23 @@ def main() -> None:
     server = processes.start("server", command, env)
     samples: dict[str, list[float]] = {"reference": [], "serverless": [], "instance": []}
     try:
-        wait_until(lambda: _healthy(url), 60, poll=0.1)
-        call(url, "POST", "/api/models", {"ModelName": "bench", "PrimaryContainer": {
+        wait_until(lambda: healthy(url), 60, poll=0.1)
+        call_json(url, "POST", "/api/models", {"ModelName": "bench", "PrimaryContainer": {
             "Image": "sklearn", "ModelDataUrl": str(model)}})  # fmt: skip
-        call(url, "POST", "/api/endpoint-configs", {"EndpointConfigName": "bench-sl",
+        call_json(url, "POST", "/api/endpoint-configs", {"EndpointConfigName": "bench-sl",
              "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "bench",
              "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}}]})  # fmt: skip
-        call(url, "POST", "/api/endpoint-configs", {"EndpointConfigName": "bench-rt",
+        call_json(url, "POST", "/api/endpoint-configs", {"EndpointConfigName": "bench-rt",
              "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "bench",
              "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}]})  # fmt: skip
         for name in ("bench-sl", "bench-rt"):
-            call(url, "POST", "/api/endpoints", {"EndpointName": name, "EndpointConfigName": name})
+            call_json(
+                url, "POST", "/api/endpoints", {"EndpointName": name, "EndpointConfigName": name}
+            )
         for name in ("bench-sl", "bench-rt"):
             wait_until(
                 lambda n=name: (
-                    call(url, "GET", f"/api/endpoints/{n}")["EndpointStatus"] == "InService"
+                    call_json(url, "GET", f"/api/endpoints/{n}")["EndpointStatus"] == "InService"
                 ),
                 120,
                 poll=0.1,
@@ -188,26 +151,28 @@ def main() -> None:
             time.sleep(0.2)
             samples["reference"].append(reference_start(model))
             started = time.perf_counter()
-            answer = call(url, "POST", "/endpoints/bench-sl/invocations", ROW)
+            answer = call_json(url, "POST", "/endpoints/bench-sl/invocations", ROW)
             samples["serverless"].append(time.perf_counter() - started)
             assert answer in ([0], [1]), answer
             started = time.perf_counter()
-            call(url, "POST", "/api/endpoints/bench-rt/weights-and-capacities", [
+            call_json(url, "POST", "/api/endpoints/bench-rt/weights-and-capacities", [
                 {"VariantName": "AllTraffic", "DesiredInstanceCount": 2}])  # fmt: skip
-            wait_until(lambda: instance_count(url, "bench-rt") == 2, 120)
+            wait_until(lambda: instance_count(url, "bench-rt") == 2, 120, poll=0.005)
             samples["instance"].append(time.perf_counter() - started)
             wait_until(
                 lambda: (
-                    call(url, "GET", "/api/endpoints/bench-rt")["EndpointStatus"] == "InService"
+                    call_json(url, "GET", "/api/endpoints/bench-rt")["EndpointStatus"]
+                    == "InService"
                 ),
                 60,
             )
-            call(url, "POST", "/api/endpoints/bench-rt/weights-and-capacities", [
+            call_json(url, "POST", "/api/endpoints/bench-rt/weights-and-capacities", [
                 {"VariantName": "AllTraffic", "DesiredInstanceCount": 1}])  # fmt: skip
             wait_until(lambda: instance_count(url, "bench-rt") == 1, 60, poll=0.05)
             wait_until(
                 lambda: (
-                    call(url, "GET", "/api/endpoints/bench-rt")["EndpointStatus"] == "InService"
+                    call_json(url, "GET", "/api/endpoints/bench-rt")["EndpointStatus"]
+                    == "InService"
                 ),
                 60,
             )
@@ -222,15 +187,18 @@ def main() -> None:
                 server.terminate()
                 server.wait(60)
                 server = processes.start("server-restarted", command, env)
-                wait_until(lambda: _healthy(url), 60, poll=0.1)
+                wait_until(lambda: healthy(url), 60, poll=0.1)
                 wait_until(lambda: instance_count(url, "bench-rt") == 1, 60, poll=0.1)
             wait_until(lambda: instance_count(url, "bench-sl") == 0, 60, poll=0.1)
             wait_until(lambda: scratch_processes(home, "bench-sl") == 0, 60, poll=0.1)
             time.sleep(2)
             family = [server.pid, *(pid for pid, _ in descendants(server.pid))]
-            pss[start] = pss_mib(family)
+            pss[start] = pss_kib(family) / 1024
             for pid in family:
-                print(f"{start}: PSS {pss_mib([pid]):6.1f} MiB  {_command(pid)}", file=sys.stderr)
+                print(
+                    f"{start}: PSS {pss_kib([pid]) / 1024:6.1f} MiB  {_command(pid)}",
+                    file=sys.stderr,
+                )
         reference = subprocess.Popen(
             [sys.executable, "-c", REFERENCE, str(model / "model.joblib"), "60"],
             stdout=subprocess.PIPE,
@@ -238,7 +206,7 @@ def main() -> None:
         )
         assert reference.stdout is not None
         reference.stdout.readline()
-        reference_pss = pss_mib([reference.pid])
+        reference_pss = pss_kib([reference.pid]) / 1024
         reference.kill()
         reference.wait()
     finally:
@@ -251,14 +219,6 @@ def _command(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:100]
     except OSError:
         return "?"
-
-
-def _healthy(url: str) -> bool:
-    try:
-        call(url, "GET", "/healthz")
-    except OSError:
-        return False
-    return True
 
 
 def report(

@@ -39,7 +39,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,12 +46,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(HERE.parent))
 
-import joblib  # noqa: E402
-from sklearn.datasets import load_breast_cancer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+from harness import pss_kib, train_model  # noqa: E402
 
 from shipway.compute.backend import InstanceSpec, StartedInstance  # noqa: E402
 from shipway.compute.local import LocalBackend, StartMethod  # noqa: E402
@@ -134,15 +130,6 @@ class Bench:
         return time.perf_counter() - began, started, spec.instance_id
 
 
-def _pss_kib(pids: Sequence[int]) -> int:
-    total = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                total += int(line.split()[1])
-    return total
-
-
 async def _memory(bench: Bench) -> dict[str, float]:
     """PSS in MiB of idle instances, forked (with their zygote) and spawned, one and two."""
     figures: dict[str, float] = {}
@@ -160,20 +147,16 @@ async def _memory(bench: Bench) -> dict[str, float]:
                 await asyncio.sleep(1.0)
                 zygote = backend.zygote_pid(RUNTIME)
                 measured = [*pids, *([zygote] if zygote is not None else [])]
-                figures[f"{start_method} x{count}"] = _pss_kib(measured) / 1024
+                figures[f"{start_method} x{count}"] = pss_kib(measured) / 1024
                 if zygote is not None and count == 1:
-                    figures["zygote alone"] = _pss_kib([zygote]) / 1024
+                    figures["zygote alone"] = pss_kib([zygote]) / 1024
         finally:
             await backend.close(5.0)
     return figures
 
 
 async def run(rounds: int, workdir: Path) -> dict[str, Any]:
-    model_dir = workdir / "model"
-    model_dir.mkdir()
-    x, y = load_breast_cancer(return_X_y=True)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
-    joblib.dump(model, model_dir / "model.joblib")
+    model_dir = train_model(workdir / "model")
     bench = Bench(workdir, model_dir)
 
     lazy = bench.backend("fork", "lazy")

@@ -50,7 +50,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 
-from harness import Processes, free_port  # noqa: E402
+from harness import (  # noqa: E402
+    Processes,
+    call_json,
+    free_port,
+    healthy,
+    train_model,
+    wait_until,
+)
 
 RESULTS = HERE.parent / "results"
 INTERVAL = 1.0
@@ -58,30 +65,6 @@ CLIENTS = 32
 RATE = 25.0
 """Requests per second of each client."""
 ROW = json.dumps([[1.0] * 30]).encode()
-
-
-def call(url: str, method: str, path: str, body: Any = None) -> Any:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=60)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        connection.request(method, path, data, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        text = response.read()
-    finally:
-        connection.close()
-    if response.status >= 300:
-        raise RuntimeError(f"{method} {path}: {response.status} {text[:300]!r}")
-    return json.loads(text) if text else None
-
-
-def wait_until(condition: Any, timeout: float, poll: float = 0.02) -> float:
-    started = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError("condition not met")
-        time.sleep(poll)
-    return time.perf_counter() - started
 
 
 class Load:
@@ -129,22 +112,10 @@ class Load:
         connection.close()
 
 
-def train(folder: Path) -> Path:
-    import joblib
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    x, y = load_breast_cancer(return_X_y=True)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
-    folder.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, folder / "model.joblib")
-    return folder
-
-
 def variant(url: str) -> dict[str, Any]:
-    described: dict[str, Any] = call(url, "GET", "/api/endpoints/bench")["ProductionVariants"][0]
+    described: dict[str, Any] = call_json(url, "GET", "/api/endpoints/bench")["ProductionVariants"][
+        0
+    ]
     return described
 
 
@@ -153,7 +124,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="shipway-bench-scale-out-"))
-    model = train(workdir / "model")
+    model = train_model(workdir / "model")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     processes = Processes(workdir)
@@ -172,24 +143,24 @@ def main() -> None:
     serving: list[float] = []
     statuses: Counter[int] = Counter()
     try:
-        wait_until(lambda: _healthy(url), 60, poll=0.1)
-        call(url, "POST", "/api/models", {"ModelName": "bench", "PrimaryContainer": {
+        wait_until(lambda: healthy(url), 60, poll=0.1)
+        call_json(url, "POST", "/api/models", {"ModelName": "bench", "PrimaryContainer": {
             "Image": "sklearn", "ModelDataUrl": str(model)}})  # fmt: skip
-        call(url, "POST", "/api/endpoint-configs", {"EndpointConfigName": "bench",
+        call_json(url, "POST", "/api/endpoint-configs", {"EndpointConfigName": "bench",
              "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "bench",
              "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}]})  # fmt: skip
-        call(
+        call_json(
             url, "POST", "/api/endpoints", {"EndpointName": "bench", "EndpointConfigName": "bench"}
         )
 
         def in_service() -> bool:
-            status: str = call(url, "GET", "/api/endpoints/bench")["EndpointStatus"]
+            status: str = call_json(url, "GET", "/api/endpoints/bench")["EndpointStatus"]
             return status == "InService"
 
         wait_until(in_service, 120, poll=0.1)
         scaling = "/api/endpoints/bench/variants/AllTraffic/scaling"
-        call(url, "PUT", scaling, {"MinCapacity": 1, "MaxCapacity": 2})
-        call(url, "PUT", f"{scaling}/policies/invocations", {
+        call_json(url, "PUT", scaling, {"MinCapacity": 1, "MaxCapacity": 2})
+        call_json(url, "PUT", f"{scaling}/policies/invocations", {
             "PolicyType": "TargetTrackingScaling",
             "TargetTrackingScalingPolicyConfiguration": {
                 "TargetValue": 3000.0,
@@ -207,7 +178,7 @@ def main() -> None:
                 time.sleep(1)  # the new instance takes its share
             statuses.update(load.statuses)
             wait_until(in_service, 60)
-            call(url, "POST", "/api/endpoints/bench/weights-and-capacities",
+            call_json(url, "POST", "/api/endpoints/bench/weights-and-capacities",
                  [{"VariantName": "AllTraffic", "DesiredInstanceCount": 1}])  # fmt: skip
             wait_until(lambda: variant(url).get("CurrentInstanceCount") == 1, 60)
             wait_until(in_service, 60)
@@ -216,14 +187,6 @@ def main() -> None:
     finally:
         processes.stop_all()
     report(decided, serving, statuses, workdir)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        call(url, "GET", "/healthz")
-    except (OSError, RuntimeError):
-        return False
-    return True
 
 
 def report(
