@@ -188,4 +188,5 @@ def test_exports() -> None:
         "Usage",
         "machine_memory_bytes",
         "read_usage",
+        "session_memory",
     ]
