@@ -122,3 +122,39 @@ def test_several_variants_need_one_named(server: ShipwayServer) -> None:
     assert "No scaling activities." in shipway(url, "scaling", "activities", "canary").stdout
     nowhere = shipway(url, "scaling", "show", "nope", code=1)
     assert "ResourceNotFound" in error(nowhere)
+
+
+def test_watch_shows_instance_counts_and_activities_as_they_change(server: ShipwayServer) -> None:
+    """A capacity change made during the watch (RegisterScalableTarget's clamp, an activity)
+    shows as lines: the variant serving 2, and the activity."""
+    import threading
+    import time
+
+    from tests.integration.rollouts import aws
+
+    autoscaling = aws(server.url, "application-autoscaling")
+    target = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "endpoint/canary/variant/Blue",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    }
+
+    def scale() -> None:
+        time.sleep(1.5)
+        autoscaling.register_scalable_target(**target, MinCapacity=2, MaxCapacity=3)
+
+    changer = threading.Thread(target=scale)
+    changer.start()
+    try:
+        watched = shipway(server.url, "scaling", "watch", "canary", "--seconds", "8",
+                          "--every", "0.2")  # fmt: skip
+    finally:
+        changer.join()
+        autoscaling.deregister_scalable_target(**target)
+    lines = watched.stdout.splitlines()
+    assert (
+        "InService  Blue: 1/1 instances in service  Green: 1/1 instances in service" in (lines[0])
+    ), lines
+    # (Blue at 1/2 may come and go between two looks: a forked instance starts in ~0.1 s)
+    assert any("Blue: 2/2 instances in service" in line for line in lines), lines
+    assert any("Setting desired instance count to 2." in line for line in lines), lines

@@ -59,8 +59,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "scaling": (
         "shipway.cli.scaling:app",
-        "Autoscaling of endpoint variants: register, policy, show, activities, deregister, "
-        "delete-policy.",
+        "Autoscaling of endpoint variants: register, policy, show, watch, activities, "
+        "deregister, delete-policy.",
     ),
 }
 """Each command: where it lives (``module:attribute``, a function or a :class:`typer.Typer`)

@@ -4,7 +4,9 @@ operations, through the REST API)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -25,6 +27,9 @@ from shipway.domain.scaling import (
 )
 from shipway.domain.shape import dump, parse
 
+if TYPE_CHECKING:
+    from shipway.domain.endpoint import DescribeEndpointOutput
+
 __all__ = [
     "METRICS",
     "activities",
@@ -35,11 +40,12 @@ __all__ = [
     "policy",
     "register",
     "show",
+    "watch",
 ]
 
 app = typer.Typer(
-    help="Autoscaling of endpoint variants: register, policy, show, activities, deregister, "
-    "delete-policy.",
+    help="Autoscaling of endpoint variants: register, policy, show, watch, activities, "
+    "deregister, delete-policy.",
     no_args_is_help=True,
 )
 
@@ -259,6 +265,61 @@ def activities(
         console.print("No scaling activities.")
     for activity in found:
         _print_activity(activity)
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    endpoint: Endpoint,
+    seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help="Stop after this long (default: at Ctrl-C).",
+            show_default=False,
+        ),
+    ] = None,
+    every: Annotated[
+        float, typer.Option(min=0.1, metavar="SECONDS", help="Time between looks.")
+    ] = 1.0,
+) -> None:
+    """Follow an endpoint's instances and scaling live: a line each time they change."""
+    client = ctx.ensure_object(ShipwayClient)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    shown: tuple[str, ...] = ()
+    newest: str | None = None
+    try:
+        while True:
+            line = _capacity_line(client.describe_endpoint(endpoint))
+            found = client.scaling_activities(endpoint, max_results=1)
+            activity = found[0] if found else None
+            latest = "" if activity is None else activity.activity_id
+            if activity is not None and newest is not None and latest != newest:
+                _print_activity(activity)  # newer than the watch's first look
+            newest = latest
+            if line != shown:
+                console.print(f"{timestamp(datetime.now(UTC))}  {'  '.join(line)}")
+                shown = line
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        return
+
+
+def _capacity_line(endpoint: DescribeEndpointOutput) -> tuple[str, ...]:
+    """The endpoint's status and each variant's instances in service against its desired
+    count (a serverless variant's instances warm)."""
+    parts = [endpoint.endpoint_status.value]
+    for variant in endpoint.production_variants or []:
+        current = variant.current_instance_count or 0
+        if variant.desired_serverless_config is not None:
+            parts.append(f"{variant.variant_name}: serverless, {current} warm")
+        else:
+            desired = variant.desired_instance_count
+            parts.append(f"{variant.variant_name}: {current}/{desired} instances in service")
+    return tuple(parts)
 
 
 @app.command()
