@@ -1,13 +1,14 @@
 """Model code is sandboxed: the attacks of issue 9, made by a model deployed with CreateModel
 rights on a server with authentication on, each failing to do harm.
 
-One ``shipway server`` process (auth on, a 3 s invocation timeout, a small instance type of
+A ``shipway server`` process (auth on, a 3 s invocation timeout, a small instance type of
 1 vCPU and 0.5 GiB) serves probe models whose ``inference.py`` tries what an attacker would:
 read the access keys file, the database and the server's environment, write outside its scratch
 folder, reach loopback services, leak memory, hog the CPU, hang.
 
-The probes are forked from the ``python`` runtime's zygote (the server's default), which a first
-endpoint starts before them (that first instance is spawned while its zygote starts).
+Every test runs twice: against a server that forks its instances from the ``python`` runtime's
+zygote (the default; a first endpoint starts the zygote before the probes), and against one that
+spawns them (``SHIPWAY_INSTANCE_START=spawn``).
 """
 
 from __future__ import annotations
@@ -155,9 +156,11 @@ def keys_file(root: Path) -> Path:
     return write_access_keys(root / "keys.json", AKID, SECRET)
 
 
-@pytest.fixture(scope="module")
-def server(root: Path, keys_file: Path) -> Iterator[ShipwayServer]:
-    home = root / "home"
+@pytest.fixture(scope="module", params=["fork", "spawn"])
+def server(request: pytest.FixtureRequest, root: Path, keys_file: Path) -> Iterator[ShipwayServer]:
+    """A server starting instances by each method: every probe must be as confined either way."""
+    start: str = request.param
+    home = root / f"home-{start}"
     home.mkdir()
     small = {"name": SMALL, "vcpus": 1, "memory_gib": 0.5, "price_per_hour": 0.01}
     (home / "instance-types.json").write_text(json.dumps({"instance_types": [small]}))
@@ -167,16 +170,19 @@ def server(root: Path, keys_file: Path) -> Iterator[ShipwayServer]:
             "SHIPWAY_ACCESS_KEYS_FILE": str(keys_file),
             "SHIPWAY_MODEL_TIMEOUT_SECONDS": str(TIMEOUT),
             "SHIPWAY_HEALTH_CHECK_INTERVAL_SECONDS": "0.5",
+            "SHIPWAY_INSTANCE_START": start,
         },
     )
     try:
-        # the python runtime's zygote: started by a first instance, ready before the probes
-        deploy(running, root, "warmup", PROBE, "ml.m5.large")
-        zygote_log = home / "logs" / f"zygote-{resolve_runtime('python').replace(':', '-')}.log"
-        deadline = time.monotonic() + 60
-        while " ready (pid " not in (zygote_log.read_text() if zygote_log.exists() else ""):
-            assert time.monotonic() < deadline, running.log()
-            time.sleep(0.05)
+        if start == "fork":
+            # the python runtime's zygote: started by a first instance, ready before the probes
+            deploy(running, root, "warmup", PROBE, "ml.m5.large")
+            runtime = resolve_runtime("python").replace(":", "-")
+            zygote_log = home / "logs" / f"zygote-{runtime}.log"
+            deadline = time.monotonic() + 60
+            while " ready (pid " not in (zygote_log.read_text() if zygote_log.exists() else ""):
+                assert time.monotonic() < deadline, running.log()
+                time.sleep(0.05)
         yield running
     finally:
         running.stop()
@@ -209,8 +215,9 @@ def deploy(
     *,
     forked: bool = False,
 ) -> None:
-    """Deploy a probe; with ``forked``, check that its instance was forked from a zygote."""
-    folder = root / f"model-{name}"
+    """Deploy a probe; with ``forked``, check that its instance was started as the server
+    starts them (forked from a zygote, or spawned)."""
+    folder = model_folder(root, server, name)
     (folder / "code").mkdir(parents=True)
     (folder / "code" / "inference.py").write_text(code)
     sagemaker = aws(server, "sagemaker")
@@ -235,9 +242,15 @@ def deploy(
         EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
     )
     if forked:
+        by_fork = server.env["SHIPWAY_INSTANCE_START"] == "fork"
         for instance in instances(server, name):
             log = server.home / "logs" / f"{instance['InstanceId']}.log"
-            assert "; forked from a zygote" in log.read_text(), log.read_text()
+            assert ("; forked from a zygote" in log.read_text()) is by_fork, log.read_text()
+
+
+def model_folder(root: Path, server: ShipwayServer, name: str) -> Path:
+    """Where the probe ``name`` of this server (of its start method) keeps its model."""
+    return root / f"model-{name}-{server.env['SHIPWAY_INSTANCE_START']}"
 
 
 def invoke(server: ShipwayServer, name: str, payload: Any) -> Any:
@@ -270,7 +283,7 @@ def probe(server: ShipwayServer, root: Path) -> str:
 def test_model_code_cannot_read_the_keys_the_database_or_the_servers_environment(
     server: ShipwayServer, root: Path, keys_file: Path, probe: str
 ) -> None:
-    own = root / "model-probe" / "code" / "inference.py"
+    own = model_folder(root, server, "probe") / "code" / "inference.py"
     other = root / "elsewhere.txt"
     other.write_text("a file of the server's user, outside the model folder")
     secrets = [
@@ -311,7 +324,7 @@ def test_model_code_writes_only_in_its_scratch_folder(
     server: ShipwayServer, root: Path, probe: str
 ) -> None:
     outside = [
-        str(root / "model-probe" / "code" / "planted.py"),
+        str(model_folder(root, server, "probe") / "code" / "planted.py"),
         str(root / "planted.txt"),
         str(server.home / "planted.txt"),
         f"/tmp/shipway-sandbox-{uuid.uuid4().hex}.txt",
