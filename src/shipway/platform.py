@@ -207,6 +207,7 @@ class Platform:
         """An endpoint is gone (``variant_names`` None), or a deployment left these variants
         behind: their metric series leave /metrics, their scaling goes."""
         self.router.forget_metrics(endpoint_name, variant_names)
+        self.instance_usage.forget(endpoint_name, variant_names)
         self.scaling.forget_endpoint(endpoint_name, variant_names)
 
     def _firing(self, names: Sequence[str]) -> list[str]:

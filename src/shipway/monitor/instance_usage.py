@@ -131,6 +131,16 @@ class InstanceUsageSampler:
         usable = used + found.f_bavail
         return used / usable * 100.0 if usable else None
 
+    def forget(self, endpoint_name: str, variant_names: Iterable[str] | None = None) -> None:
+        """The endpoint (``variant_names`` None) or these variants of it are gone: retire
+        their series, as the router retires their invocation metrics."""
+        if variant_names is None:
+            self._metrics.retire({"EndpointName": endpoint_name}, INSTANCE_NAMESPACE)
+        for variant_name in variant_names or ():
+            self._metrics.retire(
+                {"EndpointName": endpoint_name, "VariantName": variant_name}, INSTANCE_NAMESPACE
+            )
+
     async def start(self) -> None:
         await self._periodic.start()
 

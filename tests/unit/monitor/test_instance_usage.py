@@ -217,3 +217,33 @@ def test_exports() -> None:
         "InstanceUsageSampler",
         "SampledInstance",
     ]
+
+
+def test_a_gone_variant_or_endpoint_leaves_prometheus() -> None:
+    """As the router retires a removed variant's invocation metrics, the sampler retires its
+    utilization series: /metrics stops showing them."""
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    metrics = MetricsStore()
+    sampler = InstanceUsageSampler(
+        metrics,
+        clock,
+        instances=lambda: [SampledInstance("a", "ep", "v"), SampledInstance("b", "ep", "w")],
+        usage=lambda: {"a": Usage(0.0, GIB), "b": Usage(0.0, GIB)},
+        interval=1.0,
+        machine_memory=8 * GIB,
+    )
+    sampler.sample()
+
+    def shown() -> set[str]:
+        return {
+            sample.labels["variant_name"]
+            for family in metrics.collector().collect()
+            for sample in family.samples
+            if "variant_name" in sample.labels
+        }
+
+    assert shown() == {"v", "w"}
+    sampler.forget("ep", ["v"])
+    assert shown() == {"w"}
+    sampler.forget("ep")
+    assert shown() == set()
