@@ -262,3 +262,72 @@ def test_cpu_utilization_scales_out_under_a_load_step_and_back_in(
         },
     )
     check_story(activities, load)
+
+
+def test_a_step_policy_scales_while_its_alarm_is_in_alarm(
+    server: ShipwayServer, model: models.Trained
+) -> None:
+    """Step scaling driven by a CloudWatch alarm on the user's own metric (a queue's depth put
+    with PutMetricData): +1 instance per alarm period while the alarm is in ALARM, up to Max;
+    nothing once it is OK again."""
+    deploy(server, "as-steps", str(model.folder), model.image)
+    autoscaling = aws(server.url, "application-autoscaling")
+    cloudwatch = aws(server.url, "cloudwatch")
+    sagemaker = aws(server.url, "sagemaker")
+    target = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "endpoint/as-steps/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    }
+    autoscaling.register_scalable_target(**target, MinCapacity=1, MaxCapacity=3)
+    policy = autoscaling.put_scaling_policy(
+        **target,
+        PolicyName="backlog",
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+            "Cooldown": 0,
+        },
+    )
+    depth = {"Namespace": "Shop/Orders", "MetricName": "QueueDepth"}
+    cloudwatch.put_metric_alarm(
+        AlarmName="orders-backlog",
+        **depth,
+        Statistic="Maximum",
+        Period=10,
+        EvaluationPeriods=1,
+        Threshold=100.0,
+        ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="notBreaching",
+        AlarmActions=[policy["PolicyARN"]],
+    )
+    stop = threading.Event()
+
+    def report_depth(value: float) -> None:
+        while not stop.is_set():
+            cloudwatch.put_metric_data(**{"Namespace": depth["Namespace"]}, MetricData=[
+                {"MetricName": depth["MetricName"], "Value": value}])  # fmt: skip
+            stop.wait(1.0)
+
+    reporter = threading.Thread(target=report_depth, args=(500.0,))
+    reporter.start()
+    try:
+        started = time.monotonic()
+        until(lambda: capacity(sagemaker, "as-steps") == 2, 40, "a first step", lambda: "")
+        until(lambda: capacity(sagemaker, "as-steps") == 3, 40, "a second step", lambda: "")
+        assert time.monotonic() - started >= 10  # one step per alarm period, not per interval
+    finally:
+        stop.set()
+        reporter.join()
+    time.sleep(3)
+    assert capacity(sagemaker, "as-steps") == 3  # at Max: no more
+    activities = autoscaling.describe_scaling_activities(
+        ServiceNamespace="sagemaker", ResourceId=target["ResourceId"]
+    )["ScalingActivities"]
+    steps = [a for a in activities if a["StatusCode"] == "Successful"]
+    assert [a["Description"] for a in reversed(steps)][-2:] == [
+        "Setting desired instance count to 2.",
+        "Setting desired instance count to 3.",
+    ], activities
+    assert "orders-backlog in state ALARM triggered policy backlog" in steps[0]["Cause"]
