@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shipway.api.json_rpc import dispatch
+from shipway.api.json_rpc import dispatch, to_wire
 from shipway.domain.errors import (
     InvalidNextToken,
     ResourceLimitExceeded,
@@ -119,21 +118,10 @@ def wire_error(exc: Exception) -> tuple[int, str, str]:
     return 500, "InternalServiceException", "An internal error occurred; see the server log."
 
 
-def _wire(value: Any) -> Any:
-    """A dumped shape in JSON 1.1 form: timestamps as epoch seconds, unset members omitted."""
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, dict):
-        return {k: _wire(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_wire(v) for v in value]
-    return value
-
-
 def _output(result: Shape | None) -> Document:
     if result is None:
         return {}
-    document: Document = _wire(result.model_dump(mode="python", by_alias=True, exclude_none=True))
+    document: Document = to_wire(result.model_dump(mode="python", by_alias=True, exclude_none=True))
     return document
 
 

@@ -12,13 +12,14 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from shipway.domain.errors import ShipwayError, ValidationError
 
-__all__ = ["CONTENT_TYPE", "Document", "dispatch", "read_body", "respond"]
+__all__ = ["CONTENT_TYPE", "Document", "dispatch", "read_body", "respond", "to_wire"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,17 @@ async def dispatch(
         await respond(send, status, {"__type": code, "Message": message})
         return
     await respond(send, 200, result)
+
+
+def to_wire(value: Any) -> Any:
+    """A dumped shape in JSON 1.1 form: timestamps as epoch seconds, unset members omitted."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [to_wire(v) for v in value]
+    return value
 
 
 async def read_body(receive: Receive) -> bytes:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shipway.api.json_rpc import dispatch
+from shipway.api.json_rpc import dispatch, to_wire
 from shipway.domain.deployment import UpdateEndpointInput
 from shipway.domain.endpoint import CreateEndpointInput, UpdateEndpointWeightsAndCapacitiesInput
 from shipway.domain.endpoint_config import CreateEndpointConfigInput
@@ -57,19 +56,8 @@ class _EndpointName(Shape):
     endpoint_name: EntityName
 
 
-def _wire(value: Any) -> Any:
-    """A dumped shape in JSON 1.1 form: timestamps as epoch seconds, unset members omitted."""
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, dict):
-        return {k: _wire(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_wire(v) for v in value]
-    return value
-
-
 def _out(shape: Shape, *drop: str) -> Document:
-    document: Document = _wire(shape.model_dump(mode="python", by_alias=True, exclude_none=True))
+    document: Document = to_wire(shape.model_dump(mode="python", by_alias=True, exclude_none=True))
     for key in drop:
         document.pop(key, None)
     return document

@@ -69,7 +69,6 @@ from shipway.domain.scaling import (
     parse_resource_id,
     tracked_metric,
 )
-from shipway.monitor.alarm_evaluation import evaluation_window
 from shipway.monitor.metrics import SAGEMAKER, MetricsStore
 from shipway.periodic import Periodic
 from shipway.service.alarms import AlarmService
@@ -356,17 +355,7 @@ class Autoscaler:
 
     def _latest(self, alarm: MetricAlarm, now: float) -> float | None:
         """The alarm's newest datapoint in its evaluation window."""
-        start, end = evaluation_window(alarm.period, alarm.evaluation_periods, now)
-        points = self._metrics.query(
-            alarm.metric_name,
-            alarm.dimension_map,
-            start=start,
-            end=end,
-            period=alarm.period,
-            statistic=alarm.stat,
-            namespace=alarm.namespace,
-            unit=None if alarm.unit is None else alarm.unit.value,
-        )
+        points = self._alarms.datapoints(alarm, now)
         return points[-1].value if points else None
 
     def _last_scaled(self, target: ScalableTarget) -> ScalingHistory:

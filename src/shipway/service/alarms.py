@@ -49,7 +49,7 @@ from shipway.domain.metric import ScanBy
 from shipway.domain.model import Tag
 from shipway.domain.names import Account
 from shipway.monitor.alarm_evaluation import Evaluation, evaluate_alarm, evaluation_window
-from shipway.monitor.metrics import MetricsStore
+from shipway.monitor.metrics import Datapoint, MetricsStore
 from shipway.periodic import Periodic
 from shipway.store.alarms import AlarmChange, HistoryQuery
 from shipway.store.metadata import MetadataStore
@@ -375,10 +375,11 @@ class AlarmService:
         self._evaluated = evaluated
         return changed
 
-    def _evaluate(self, alarm: MetricAlarm, now: datetime) -> MetricAlarm | None:
-        """Evaluate one alarm; the alarm as written when its state changed, else None."""
-        start, end = evaluation_window(alarm.period, alarm.evaluation_periods, now.timestamp())
-        points = self._metrics.query(
+    def datapoints(self, alarm: MetricAlarm, now: float) -> list[Datapoint]:
+        """The datapoints of the alarm's metric in its evaluation window at ``now`` (epoch
+        seconds), one per period with data, oldest first."""
+        start, end = evaluation_window(alarm.period, alarm.evaluation_periods, now)
+        return self._metrics.query(
             alarm.metric_name,
             alarm.dimension_map,
             start=start,
@@ -388,7 +389,10 @@ class AlarmService:
             namespace=alarm.namespace,
             unit=None if alarm.unit is None else alarm.unit.value,
         )
-        outcome = evaluate_alarm(alarm, points, now)
+
+    def _evaluate(self, alarm: MetricAlarm, now: datetime) -> MetricAlarm | None:
+        """Evaluate one alarm; the alarm as written when its state changed, else None."""
+        outcome = evaluate_alarm(alarm, self.datapoints(alarm, now.timestamp()), now)
         if outcome.state is alarm.state_value:
             return None
 
