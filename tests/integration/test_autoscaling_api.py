@@ -454,6 +454,11 @@ def test_the_rest_api_shows_the_same_scaling(server: ShipwayServer, autoscaling:
         activities = http.get("/api/endpoints/orders/scaling/activities")
         assert activities.status_code == 200
         assert all(a["ResourceId"] == ORDERS for a in activities.json()["ScalingActivities"])
+        of_variant = http.get("/api/endpoints/orders/variants/AllTraffic/scaling/activities")
+        assert of_variant.status_code == 200
+        assert of_variant.json() == activities.json()
+        unknown = http.get("/api/endpoints/nowhere/variants/AllTraffic/scaling/activities")
+        assert unknown.status_code == 404
 
 
 def test_deleting_an_endpoint_forgets_its_scaling(

@@ -738,15 +738,8 @@ def create_rest_app(platform: Platform) -> FastAPI:
         next_token: str | None = None,
     ) -> dict[str, Any]:
         """The variant's scaling activities, newest first (DescribeScalingActivities)."""
-        services.endpoints.get(name)
-        return dump(
-            services.scaling.endpoint_activities(
-                name,
-                variant_name=variant,
-                include_not_scaled=include_not_scaled,
-                max_results=max_results,
-                next_token=next_token,
-            )
+        return endpoint_scaling_activities(
+            name, variant, include_not_scaled, max_results, next_token
         )
 
     registry = CollectorRegistry(auto_describe=True)
