@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from shipway.domain.endpoint import CreateEndpointInput
 from shipway.domain.endpoint_config import CreateEndpointConfigInput
@@ -20,42 +23,57 @@ __all__ = ["DEMO_ENDPOINT", "deploy_demo", "sample_request"]
 DEMO_ENDPOINT = "demo"
 
 
-def _train(folder: str) -> None:
-    from pathlib import Path
+_TRAIN = """
+import json, sys
+from pathlib import Path
 
-    import joblib
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+import joblib
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-    x, y = load_breast_cancer(return_X_y=True)
+folder = Path(sys.argv[1])
+x, y = load_breast_cancer(return_X_y=True)
+if not (folder / "model.joblib").exists():
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, Path(folder) / "model.joblib")
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, folder / "model.joblib")
+rows = [[round(float(v), 4) for v in row] for row in x[:2]]
+(folder.parent / "demo-request.json").write_text(json.dumps(rows))
+"""
+"""Trains the model (unless it is there) and saves a sample request, in a process of its own:
+scikit-learn (with pandas and scipy, about 130 MB) is then never held by the server."""
 
 
-def sample_request(rows: int = 2) -> str:
-    """A JSON body of ``rows`` rows of the breast-cancer features."""
-    from sklearn.datasets import load_breast_cancer
+def _train(folder: Path) -> None:
+    subprocess.run([sys.executable, "-c", _TRAIN, str(folder)], check=True)
 
-    x, _ = load_breast_cancer(return_X_y=True)
-    return json.dumps([[round(float(v), 4) for v in row] for row in x[:rows]])
+
+def sample_request(home: Path, rows: int = 2) -> str:
+    """A JSON body of ``rows`` rows (at most 2) of the breast-cancer features, as saved when the
+    model was trained."""
+    saved: list[list[float]] = json.loads((home / "demo-request.json").read_text())
+    return json.dumps(saved[:rows])
 
 
 async def deploy_demo(platform: Platform) -> str:
     """Deploy the sample model to the endpoint ``demo`` (once); return the endpoint's name."""
+    folder = platform.settings.home / "demo-model"
+    if (
+        not (folder / "model.joblib").exists()
+        or not (platform.settings.home / "demo-request.json").exists()
+    ):
+        await asyncio.to_thread(_train, folder)  # the model, unless there, and the request
     if platform.store.endpoints.get(DEMO_ENDPOINT) is not None:
         return DEMO_ENDPOINT
-    folder = str(platform.settings.home / "demo-model")
-    await asyncio.to_thread(_train, folder)
     if platform.store.models.get(DEMO_ENDPOINT) is None:
         platform.models.create_model(
             parse(
                 CreateModelInput,
                 {
                     "ModelName": DEMO_ENDPOINT,
-                    "PrimaryContainer": {"Image": "sklearn", "ModelDataUrl": folder},
+                    "PrimaryContainer": {"Image": "sklearn", "ModelDataUrl": str(folder)},
                 },
             )
         )

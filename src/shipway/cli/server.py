@@ -57,7 +57,7 @@ def server(
             ) == "Creating":
                 await asyncio.sleep(0.1)
             console.print(f"Endpoint [bold]{name}[/] is {status.value}. Invoke it:")
-            body = sample_request(rows=1).replace(" ", "")
+            body = sample_request(settings.home, rows=1).replace(" ", "")
             print(
                 f"  curl -s {url}/endpoints/{name}/invocations "
                 f"-H 'Content-Type: application/json' -d '{body}'"
