@@ -241,6 +241,8 @@ class Platform:
             self.backend.prestart(runtimes)
             await self.backend.zygotes_ready(ZYGOTE_WAIT_SECONDS)
         await self.controller.start()
+        if gone := await asyncio.to_thread(self.scaling.forget_gone_endpoints):
+            log.info("forgot the autoscaling of endpoints deleted meanwhile: %s", ", ".join(gone))
         await self.alarm_evaluator.start()
         await self.instance_usage.start()
         await self.concurrency.start()

@@ -613,6 +613,15 @@ class ScalingService:
         for policy in self._scaling.remove_endpoint(endpoint_name, variant_names):
             self._policy_alarms.delete(policy)
 
+    def forget_gone_endpoints(self) -> list[str]:
+        """Forget the scaling of endpoints no longer stored (a server that stopped between an
+        endpoint's removal and :meth:`forget_endpoint`); the endpoints' names. Run at start."""
+        named = {parse_resource_id(t.resource_id).endpoint_name for t in self.targets()}
+        gone = sorted(name for name in named if self._store.endpoints.get(name) is None)
+        for name in gone:
+            self.forget_endpoint(name)
+        return gone
+
     # --- plumbing ------------------------------------------------------------------------------
 
     def _resolve(self, resource_id: str) -> tuple[Endpoint, ProductionVariant, VariantId]:

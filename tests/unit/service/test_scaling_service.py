@@ -876,3 +876,22 @@ def test_a_store_reopened_keeps_targets_policies_and_activities(
         assert len(reopened.scaling.activities()[0]) == 1
     finally:
         reopened.close()
+
+
+def test_the_scaling_of_endpoints_gone_meanwhile_is_forgotten(scaling: Scaling) -> None:
+    """A server that stopped between an endpoint's removal and forgetting its scaling: the
+    next start forgets it."""
+    scaling.endpoint()
+    scaling.endpoint("kept")
+    scaling.register(MinCapacity=1, MaxCapacity=4)
+    scaling.register("endpoint/kept/variant/AllTraffic", MinCapacity=1, MaxCapacity=4)
+    scaling.put_policy()
+    kept = scaling.put_policy(resource_id="endpoint/kept/variant/AllTraffic")
+    scaling.store.endpoints.remove("orders")
+
+    assert scaling.service.forget_gone_endpoints() == ["orders"]
+    assert [t.resource_id for t in scaling.service.targets()] == [
+        "endpoint/kept/variant/AllTraffic"
+    ]
+    assert set(scaling.alarm_names()) == {a.alarm_name for a in kept.alarms or []}
+    assert scaling.service.forget_gone_endpoints() == []
