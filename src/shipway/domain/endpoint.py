@@ -148,6 +148,17 @@ class Endpoint(Shape):
     """The highest generation handed out, so a new fleet never shares one with an old fleet."""
     tags: list[Tag] | None = None
 
+    def instances_asked(self) -> int:
+        """The instances it counts against the server's quota: none once Deleting; during a
+        deployment both fleets, the new one at its largest step."""
+        if self.endpoint_status is EndpointStatus.DELETING:
+            return 0
+        if self.deployment is not None:
+            return sum(self.deployment.old_full_counts.values()) + max(
+                sum(s.new_counts.values()) for s in self.deployment.steps
+            )
+        return sum(v.desired_instance_count for v in self.variants)
+
     def models_in_use(self) -> list[Model]:
         """The model copies its fleets run (all it keeps, whatever its status: instances may
         still be stopping): its own and, during a deployment, the new configuration's."""

@@ -303,15 +303,7 @@ class EndpointService:
     def _check_quota(self, more: int) -> None:
         if self._max_instances is None:
             return
-        asked = 0
-        for e in self._store.endpoints.all():
-            if e.endpoint_status is EndpointStatus.DELETING:
-                continue
-            if e.deployment is not None:  # both fleets, as far as this deployment goes
-                asked += sum(e.deployment.old_full_counts.values())
-                asked += max(sum(s.new_counts.values()) for s in e.deployment.steps)
-            else:
-                asked += sum(v.desired_instance_count for v in e.variants)
+        asked = sum(e.instances_asked() for e in self._store.endpoints.all())
         if asked + more > self._max_instances:
             raise ResourceLimitExceeded(
                 f"The endpoints would need {asked + more} instances; this server allows "

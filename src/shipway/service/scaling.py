@@ -659,20 +659,10 @@ class ScalingService:
         )
 
     def _room(self) -> int | None:
-        """How many more instances the server's quota leaves (None: no quota); counted as
-        EndpointService counts them (both fleets of a deployment at their largest)."""
+        """How many more instances the server's quota leaves (None: no quota)."""
         if self._max_instances is None:
             return None
-        asked = 0
-        for e in self._store.endpoints.all():
-            if e.endpoint_status is EndpointStatus.DELETING:
-                continue
-            if e.deployment is not None:
-                asked += sum(e.deployment.old_full_counts.values())
-                asked += max(sum(s.new_counts.values()) for s in e.deployment.steps)
-            else:
-                asked += sum(v.desired_instance_count for v in e.variants)
-        return self._max_instances - asked
+        return self._max_instances - sum(e.instances_asked() for e in self._store.endpoints.all())
 
     def _target_arn(self) -> str:
         return (
