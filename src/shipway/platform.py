@@ -33,6 +33,7 @@ from shipway.api.runtime import RuntimeAPI
 from shipway.api.sagemaker import SageMakerAPI
 from shipway.compute.backend import ComputeBackend
 from shipway.compute.local import LocalBackend
+from shipway.compute.pages import release_read_only_file_pages
 from shipway.control.autoscaler import Autoscaler
 from shipway.control.controller import Controller
 from shipway.domain.alarm import AlarmState
@@ -247,6 +248,8 @@ class Platform:
         await self.instance_usage.start()
         await self.concurrency.start()
         await self.autoscaler.start()
+        # the import and start-up code the server read once: the kernel may have it back
+        release_read_only_file_pages()
 
     async def stop(self) -> None:
         await self.router.drain_shadows(timeout=5.0)  # copies to shadows, while instances live

@@ -57,6 +57,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from shipway.compute import sandbox
+from shipway.compute.pages import release_read_only_file_pages
 from shipway.serving.runtime import RUNTIMES
 
 __all__ = ["LISTEN_FD", "PRELOADS", "SERVING_STACK", "ForkRequest", "main", "runtime_modules"]
@@ -385,6 +386,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     gc.disable()
     missing = _preload(runtime_modules(args.runtime))
     gc.freeze()
+    # what the imports read once and no instance runs again: the kernel may have it back
+    release_read_only_file_pages()
     for what in missing:
         log.info("not imported: %s", what)
     why = _unforkable(args.control_fd)
