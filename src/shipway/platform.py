@@ -53,6 +53,7 @@ from shipway.service.tags import TagService
 from shipway.settings import Settings
 from shipway.store.artifacts import ArchiveLimits, ArtifactStore, SourcePolicy
 from shipway.store.metadata import MetadataStore
+from shipway.store.upgrade import upgrade_apart as upgrade_schema_apart
 
 __all__ = ["Platform", "serve"]
 
@@ -78,7 +79,10 @@ class Platform:
         clock: Clock | None = None,
         backend: ComputeBackend | None = None,
         server_lock: ServerLock | None = None,
+        upgrade_apart: bool = False,
     ) -> None:
+        """With ``upgrade_apart`` (``shipway server``), a schema behind its newest revision is
+        migrated in a child process, so the server never holds alembic."""
         # first of all: a second server on this data dir must be refused before it changes it
         self.server_lock = server_lock or ServerLock.acquire(settings)
         self._owns_lock = server_lock is None
@@ -86,6 +90,8 @@ class Platform:
         self.settings = settings
         self.clock = clock or SystemClock()
         account = settings.account
+        if upgrade_apart:
+            upgrade_schema_apart(settings.metadata_url)
         self.store = MetadataStore(settings.metadata_url)
         self.catalog = InstanceTypeCatalog.load(settings.instance_types_file)
         self.artifacts = ArtifactStore(
@@ -357,7 +363,7 @@ def _serve(
         log.warning(
             "listening on %s with authentication off: set SHIPWAY_ACCESS_KEYS_FILE", settings.host
         )
-    platform = Platform(settings, server_lock=lock)
+    platform = Platform(settings, server_lock=lock, upgrade_apart=True)
     config = uvicorn.Config(
         platform
         if keys is None

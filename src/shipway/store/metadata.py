@@ -35,7 +35,15 @@ from shipway.store import schema
 from shipway.store.alarms import AlarmStore
 from shipway.store.scaling import ScalingStore
 
-__all__ = ["Collection", "Instances", "MetadataStore"]
+__all__ = [
+    "HEAD",
+    "Collection",
+    "Instances",
+    "MetadataStore",
+    "current_revision",
+    "make_engine",
+    "migrate",
+]
 
 S = TypeVar("S", bound=Shape)
 
@@ -278,7 +286,7 @@ class MetadataStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = _engine(url)
+        self.engine = make_engine(url)
         migrate(self.engine)
         self.models: Collection[Model] = Collection(
             self.engine,
@@ -314,7 +322,7 @@ class MetadataStore:
         self.engine.dispose()
 
 
-def _engine(url: str) -> Engine:
+def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
@@ -333,7 +341,7 @@ def _engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _current_revision(conn: Connection) -> str | None:
+def current_revision(conn: Connection) -> str | None:
     if not sa.inspect(conn).has_table("alembic_version"):
         return None
     version: str | None = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
@@ -347,7 +355,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     left without importing alembic, which a running server would otherwise hold in memory
     (about 10 MB) for nothing."""
     with engine.begin() as conn:
-        if revision == "head" and _current_revision(conn) == HEAD:
+        if revision == "head" and current_revision(conn) == HEAD:
             return
         from alembic import command
         from alembic.config import Config

@@ -566,3 +566,32 @@ def test_head_is_the_newest_migration_and_a_store_at_head_opens_without_alembic(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert opened.stdout.strip() == "False"
+
+
+def test_a_schema_behind_is_upgraded_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """What ``shipway server`` does before opening its store: the schema reaches the newest
+    revision, and the calling process never imports alembic."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    try:
+        migrate(engine, "0001")
+    finally:
+        engine.dispose()
+    code = (
+        "import sys\n"
+        "from shipway.store.upgrade import upgrade_apart\n"
+        f"upgrade_apart({url!r})\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    upgraded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert upgraded.stdout.strip() == "False"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
+                (HEAD,)
+            ]
+    finally:
+        engine.dispose()
