@@ -158,7 +158,9 @@ def put_alarm(
     **fields: Any,
 ) -> None:
     """An alarm on an endpoint metric of variant AllTraffic: the Sum (unless ``fields`` say
-    otherwise) over one ``period`` at or above ``threshold``; missing data is not breaching."""
+    otherwise) over one ``period`` at or above ``threshold``; missing data is not breaching.
+    Returns once the evaluator has seen it (it is no longer INSUFFICIENT_DATA): instances now
+    start in milliseconds, so a test could otherwise look at it before its first evaluation."""
     cloudwatch.put_metric_alarm(
         AlarmName=name,
         Namespace="AWS/SageMaker",
@@ -174,6 +176,12 @@ def put_alarm(
         TreatMissingData="notBreaching",
         **({"Statistic": "Sum"} | fields),
     )
+    deadline = time.monotonic() + 30
+    while cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"] == (
+        "INSUFFICIENT_DATA"
+    ):
+        assert time.monotonic() < deadline, f"alarm {name} was never evaluated"
+        time.sleep(0.05)
 
 
 @dataclass(frozen=True)
