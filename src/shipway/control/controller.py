@@ -83,6 +83,8 @@ class _Tracked:
     next_ping: float = 0.0
     served: bool = False
     """Whether it has ever been in service (a failure before that is a failure to start)."""
+    serverless: bool = False
+    """An instance of a serverless variant (its start is recorded as ModelSetupTime)."""
 
 
 @dataclass(frozen=True)
@@ -292,10 +294,7 @@ class Controller:
         instance = tracked.instance
         if instance.status is InstanceStatus.STARTING:
             if healthy:
-                tracked.served = True
-                await self._set(tracked, InstanceStatus.IN_SERVICE)
-                self._backoff.pop(_key(instance), None)
-                self._cold_failures.pop((instance.endpoint_name, instance.variant_name), None)
+                await self._became_ready(tracked)
             return
         if healthy:
             if instance.consecutive_ping_failures:
@@ -637,12 +636,16 @@ class Controller:
             pid=started.pid,
             started_at=self._clock.now().timestamp(),
         )
-        tracked = _Tracked(instance, Upstream(started.address), now, now + timeout)
+        tracked = _Tracked(
+            instance,
+            Upstream(started.address),
+            now,
+            now + timeout,
+            serverless=variant.serverless_config is not None,
+        )
         self._tracked[instance_id] = tracked
         await asyncio.to_thread(self._store.instances.put, instance)
-        ready = asyncio.get_running_loop().create_task(
-            self._await_ready(tracked, serverless=variant.serverless_config is not None)
-        )
+        ready = asyncio.get_running_loop().create_task(self._await_ready(tracked))
         self._readying.add(ready)
         ready.add_done_callback(self._readying.discard)
         return tracked
@@ -682,10 +685,9 @@ class Controller:
             price_per_hour=0.0,
         )
 
-    async def _await_ready(self, tracked: _Tracked, *, serverless: bool) -> None:
+    async def _await_ready(self, tracked: _Tracked) -> None:
         """Ping a starting instance often until it answers, and route to it at once: a cold
-        start should not wait for the next pass. A serverless instance's time from start to
-        service is its variant's ModelSetupTime."""
+        start should not wait for the next pass."""
         delay, longest = READY_POLL_SECONDS
         instance_id = tracked.instance.instance_id
         while self._tracked.get(instance_id) is tracked:
@@ -700,23 +702,28 @@ class Controller:
             except UpstreamError:
                 healthy = False
             if healthy:
-                if (
-                    self._tracked.get(instance_id) is tracked
-                    and tracked.instance.status is InstanceStatus.STARTING
-                ):
-                    tracked.served = True
-                    await self._set(tracked, InstanceStatus.IN_SERVICE)
-                    self._backoff.pop(_key(tracked.instance), None)
-                    self._cold_failures.pop(
-                        (tracked.instance.endpoint_name, tracked.instance.variant_name), None
-                    )
-                    self._publish()
-                    if serverless:
-                        self._record_setup(tracked)
-                    self.wake()  # the endpoint's status may move on
+                if self._tracked.get(instance_id) is tracked:
+                    await self._became_ready(tracked)
                 return
             await asyncio.sleep(delay)
             delay = min(longest, delay * 2)
+
+    async def _became_ready(self, tracked: _Tracked) -> None:
+        """A starting instance answered its first ping: in service and routed at once (the
+        endpoint's status moves on at the next pass, woken now); a serverless instance's time
+        from start to service is its variant's ModelSetupTime. Whichever ping saw it first
+        (the readiness task or a pass) does this, once."""
+        instance = tracked.instance
+        if instance.status is not InstanceStatus.STARTING:
+            return
+        tracked.served = True
+        await self._set(tracked, InstanceStatus.IN_SERVICE)
+        self._backoff.pop(_key(instance), None)
+        self._cold_failures.pop((instance.endpoint_name, instance.variant_name), None)
+        self._publish()
+        if tracked.serverless:
+            self._record_setup(tracked)
+        self.wake()
 
     def _record_setup(self, tracked: _Tracked) -> None:
         if self._metrics is None:

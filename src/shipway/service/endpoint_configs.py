@@ -12,7 +12,6 @@ from shipway.domain.endpoint_config import (
 from shipway.domain.errors import NotFound, ValidationError
 from shipway.domain.instance_types import InstanceTypeCatalog
 from shipway.domain.listing import ListInput
-from shipway.domain.model import ContainerMode
 from shipway.domain.names import Account
 from shipway.store.metadata import MetadataStore
 
@@ -52,16 +51,8 @@ class EndpointConfigService:
             if variant.instance_type is not None:
                 self._catalog.get(variant.instance_type)
             model_name = variant.model_name or ""
-            model = self._store.models.get(model_name)
-            if model is None:
+            if self._store.models.get(model_name) is None:
                 raise NotFound("model", model_name, self._account.arn("model", model_name))
-            if variant.serverless_config is not None and (
-                any(c.mode is ContainerMode.MULTI_MODEL for c in model.all_containers())
-            ):
-                raise ValidationError(
-                    f"Variant '{variant.variant_name}': serverless variants cannot serve a "
-                    f"multi-model model ({model.model_name} has Mode MultiModel)."
-                )
         arn = self.arn(request.endpoint_config_name)
         config = EndpointConfig(
             **request.model_dump(), endpoint_config_arn=arn, creation_time=self._clock.now()
