@@ -48,7 +48,7 @@ __all__ = [
 S = TypeVar("S", bound=Shape)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0004"
+HEAD = "0005"
 """The newest migration's revision (a test checks it is alembic's head)."""
 
 

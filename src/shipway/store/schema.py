@@ -11,6 +11,7 @@ import sqlalchemy as sa
 __all__ = [
     "alarm_history",
     "alarms",
+    "async_invocations",
     "endpoint_configs",
     "endpoints",
     "instances",
@@ -116,4 +117,21 @@ scaling_activities = sa.Table(
     sa.Column("not_scaled", sa.Boolean, nullable=False),
     sa.Column("doc", sa.Text, nullable=False),
     sa.Index("ix_scaling_activities_target", "resource_key", "scalable_dimension", "id"),
+)
+
+# Asynchronous inference: the queue of InvokeEndpointAsync requests when it lives in the metadata
+# store (SQLite, PostgreSQL). ``id`` orders the queue; a request is claimable while InQueue, or
+# InProgress past ``lease_until`` (its dispatcher stopped renewing it).
+async_invocations = sa.Table(
+    "async_invocations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("inference_id", sa.String(64), nullable=False, index=True),
+    sa.Column("endpoint_key", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("enqueued", sa.Float, nullable=False),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.Index("ix_async_invocations_queue", "endpoint_key", "status", "id"),
 )
