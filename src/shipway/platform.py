@@ -31,6 +31,8 @@ from shipway.api.cloudwatch import CloudWatchAPI
 from shipway.api.rest import create_rest_app
 from shipway.api.runtime import RuntimeAPI
 from shipway.api.sagemaker import SageMakerAPI
+from shipway.asyncinf.dispatcher import AsyncDispatcher
+from shipway.asyncinf.locations import Locations
 from shipway.compute.backend import ComputeBackend
 from shipway.compute.local import LocalBackend
 from shipway.compute.pages import release_read_only_file_pages
@@ -44,14 +46,17 @@ from shipway.monitor.instance_usage import InstanceUsageSampler, SampledInstance
 from shipway.monitor.metrics import MetricsStore
 from shipway.periodic import Periodic
 from shipway.router.router import Router
+from shipway.router.routing import Snapshot
 from shipway.server_lock import ServerLock
 from shipway.service import EndpointConfigService, EndpointService, ModelService
 from shipway.service.alarms import AlarmEvaluator, AlarmService
+from shipway.service.async_invocations import AsyncInvocationService
 from shipway.service.metrics import MetricService
 from shipway.service.scaling import ScalingService
 from shipway.service.tags import TagService
 from shipway.settings import Settings
 from shipway.store.artifacts import ArchiveLimits, ArtifactStore, SourcePolicy
+from shipway.store.invocation_queue import open_queue
 from shipway.store.metadata import MetadataStore
 from shipway.store.upgrade import upgrade_apart as upgrade_schema_apart
 
@@ -147,6 +152,30 @@ class Platform:
             unchanging=[settings.artifact_cache],
             start_method=settings.instance_start,
         )
+        protected = [p for p in (settings.home, settings.access_keys_file) if p]
+        self.locations = Locations(  # where asynchronous requests read and write
+            SourcePolicy(
+                protected_paths=protected,
+                model_data_paths=settings.async_data_paths,
+                paths_setting="async_data_paths",
+            ),
+            s3_endpoint_url=settings.s3_endpoint_url,
+        )
+        self.queue = open_queue(
+            settings.queue_url, self.store.engine, namespace=settings.queue_namespace
+        )
+        self.dispatcher = AsyncDispatcher(
+            self.queue,
+            self.router,
+            self.locations,
+            self.metrics,
+            self.clock,
+            region=settings.region,
+            publish=lambda topic, message, message_id: self.notifications.publish(
+                topic, message, message_id=message_id
+            ),
+            endpoint_exists=lambda name: self.store.endpoints.get(name) is not None,
+        )
         self.controller = Controller(
             store=self.store,
             backend=self.backend,
@@ -155,7 +184,7 @@ class Platform:
             settings=settings,
             server_lock=self.server_lock,
             clock=self.clock,
-            publish=self.router.apply,
+            publish=self._route,
             mark_up=self.router.table.mark_up,
             firing=self._firing,
             removed=self._removed,
@@ -163,7 +192,23 @@ class Platform:
             metrics=self.metrics,
         )
         self.models = ModelService(self.store, self.artifacts, account, self.clock)
-        self.endpoint_configs = EndpointConfigService(self.store, self.catalog, account, self.clock)
+        self.endpoint_configs = EndpointConfigService(
+            self.store,
+            self.catalog,
+            account,
+            self.clock,
+            locations=self.locations,
+            topic_exists=lambda arn: self.notifications.topic_exists(arn),
+        )
+        self.async_invocations = AsyncInvocationService(
+            self.store,
+            self.queue,
+            self.locations,
+            self.clock,
+            account,
+            inline_dir=settings.async_inline_dir,
+            on_queued=self.dispatcher.wake,
+        )
         self.endpoints = EndpointService(
             self.store,
             account,
@@ -205,10 +250,16 @@ class Platform:
             thread=False,
         )
         self.rest = create_rest_app(self)
-        self.runtime_api = RuntimeAPI(self.router)
+        self.runtime_api = RuntimeAPI(self.router, self.async_invocations)
         self.sagemaker_api = SageMakerAPI(self)
         self.cloudwatch_api = CloudWatchAPI(self)
         self.autoscaling_api = AutoscalingAPI(self)
+
+    def _route(self, snapshot: Snapshot) -> None:
+        """The controller's new routing table: the router takes it, and the asynchronous
+        dispatcher looks at what the endpoints can take now."""
+        self.router.apply(snapshot)
+        self.dispatcher.wake()
 
     def _removed(self, endpoint_name: str, variant_names: frozenset[str] | None) -> None:
         """An endpoint is gone (``variant_names`` None), or a deployment left these variants
@@ -248,6 +299,7 @@ class Platform:
             self.backend.prestart(runtimes)
             await self.backend.zygotes_ready(ZYGOTE_WAIT_SECONDS)
         await self.controller.start()
+        await self.dispatcher.start()
         if gone := await asyncio.to_thread(self.scaling.forget_gone_endpoints):
             log.info("forgot the autoscaling of endpoints deleted meanwhile: %s", ", ".join(gone))
         await self.alarm_evaluator.start()
@@ -259,12 +311,14 @@ class Platform:
 
     async def stop(self) -> None:
         await self.router.drain_shadows(timeout=5.0)  # copies to shadows, while instances live
+        await self.dispatcher.close()  # requests under way go back to the queue
         await self.autoscaler.close()
         await self.concurrency.close()
         await self.instance_usage.close()
         await self.alarm_evaluator.close()
         await self.controller.close()
         self.router.table.close()
+        self.queue.close()
         self.store.close()
         if self._owns_lock:
             self.server_lock.release()

@@ -6,6 +6,7 @@ Every field can be set from the environment as ``SHIPWAY_<FIELD>`` (``SHIPWAY_HO
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -65,6 +66,21 @@ class Settings(BaseSettings):
     alarm_evaluation_interval_seconds: float = 1.0
     """How often every alarm is evaluated against the metrics (CloudWatch: every period)."""
 
+    public_url: str | None = None
+    """The address HTTP subscribers reach this server at (``https://shipway.example.com``): SNS
+    messages' ``SubscribeURL`` and ``UnsubscribeURL`` start with it. Set it behind a proxy;
+    default ``http://<host>:<port>`` (this machine's name when listening on every address)."""
+    notification_timeout_seconds: float = Field(default=15.0, gt=0)
+    """How long one POST of an SNS message to a subscriber may take (SNS: 15 s)."""
+    notification_no_delay_retries: int = Field(default=3, ge=0)
+    """Retries of a failed SNS delivery made at once, before backing off."""
+    notification_retries: int = Field(default=50, ge=0)
+    """Retries of a failed SNS delivery in all (the no-delay ones included); then it is given
+    up. With the delays below, 50 retries span about six hours, as SNS's for HTTP endpoints."""
+    notification_min_delay_seconds: float = Field(default=1.0, gt=0)
+    """The first backed-off retry's delay; each next one doubles it, up to the maximum."""
+    notification_max_delay_seconds: float = Field(default=600.0, gt=0)
+
     max_model_bytes: int = Field(default=16 * 1024 * MIB, ge=1)
     """Largest model a ModelDataUrl may unpack or download to, in bytes (16 GiB); a bigger
     archive is refused before anything is written."""
@@ -113,6 +129,18 @@ class Settings(BaseSettings):
     """Requests in flight one instance of a serverless variant takes (its model server batches
     them): the variant runs one instance per this many, up to its MaxConcurrency's worth."""
 
+    queue_url: str | None = None
+    """Where asynchronous requests queue: ``redis://host:port/db`` for Redis Streams; unset, a
+    table of the metadata store (SQLite, or PostgreSQL with ``database_url``)."""
+    queue_namespace: str = "shipway"
+    """Prefix of this server's keys in a shared Redis (one server per namespace)."""
+    async_concurrency_per_instance: int = Field(default=4, ge=1, le=1000)
+    """Asynchronous requests in flight per instance when the endpoint's AsyncInferenceConfig
+    gives no MaxConcurrentInvocationsPerInstance."""
+    async_data_paths: list[Path] | None = None
+    """Folders local asynchronous InputLocations and output paths must lie in (JSON list in the
+    environment); unset: any local path outside the data dir and the access keys file."""
+
     max_batch_size: int = 64
     """Adaptive batching: most requests merged into one predict call."""
     max_batch_delay_ms: float = 0.0
@@ -131,6 +159,18 @@ class Settings(BaseSettings):
         return Account(region=self.region, account_id=self.account_id)
 
     @property
+    def base_url(self) -> str:
+        """:attr:`public_url`, or where this server listens."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.gethostname()
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
     def metadata_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'shipway.db'}"
 
@@ -141,6 +181,11 @@ class Settings(BaseSettings):
     @property
     def run_dir(self) -> Path:
         return self.home / "run"
+
+    @property
+    def async_inline_dir(self) -> Path:
+        """Inline InvokeEndpointAsync bodies, kept until their requests are done."""
+        return self.home / "async-inputs"
 
     @property
     def log_dir(self) -> Path:

@@ -43,6 +43,7 @@ from shipway.domain.alarm import (
     PutMetricAlarmInput,
     SetAlarmStateInput,
 )
+from shipway.domain.async_inference import AsyncInvocationStatus
 from shipway.domain.deployment import UpdateEndpointInput
 from shipway.domain.endpoint import (
     CreateEndpointInput,
@@ -83,6 +84,7 @@ from shipway.domain.shape import describe_errors, dump, parse
 from shipway.monitor.shadow_report import ShadowReport, ShadowReportNotFound
 from shipway.router.router import Invocation
 from shipway.service.endpoint_metrics import endpoint_datapoints
+from shipway.store.invocation_queue import InvocationQuery
 
 if TYPE_CHECKING:
     from shipway.platform import Platform
@@ -418,6 +420,50 @@ def create_rest_app(platform: Platform) -> FastAPI:
             media_type=result.content_type.decode("latin-1"),
             headers={"x-amzn-invoked-production-variant": result.variant_name},
         )
+
+    @app.post(
+        "/endpoints/{name}/async-invocations",
+        tags=["invocations"],
+        summary="Queue an asynchronous request (the SageMaker runtime's InvokeEndpointAsync)",
+        status_code=202,
+        responses=raises(ValidationError),
+    )
+    async def invoke_async(name: str, request: Request) -> JSONResponse:
+        """The request's parameters are headers, as on the SageMaker runtime:
+        ``X-Amzn-SageMaker-InputLocation`` (the input object's URL; or send a body of at most
+        128,000 bytes instead), ``X-Amzn-SageMaker-Content-Type``, ``X-Amzn-SageMaker-Accept``,
+        ``X-Amzn-SageMaker-Inference-Id``, ``X-Amzn-SageMaker-S3OutputPathExtension``,
+        ``X-Amzn-SageMaker-Filename``, ``X-Amzn-SageMaker-RequestTTLSeconds`` and
+        ``X-Amzn-SageMaker-InvocationTimeoutSeconds``. The answer (202) gives the InferenceId
+        and, in headers, where the output and a failure will be. (The server answers this path
+        before this handler; it is here for the API's description.)"""
+        raise ValidationError("This path is answered by the runtime adapter.")
+
+    @app.get(
+        "/api/async-invocations",
+        tags=["invocations"],
+        summary="Asynchronous requests, newest first, with their status",
+    )
+    def list_async_invocations(
+        endpoint: Annotated[str | None, Query(description="Only this endpoint's")] = None,
+        status: AsyncInvocationStatus | None = None,
+        max_results: Annotated[int, Query(ge=1, le=1000)] = 50,
+        next_token: str | None = None,
+    ) -> dict[str, Any]:
+        query = InvocationQuery(endpoint, status, max_results, next_token)
+        return _page("AsyncInvocations", *services.async_invocations.list(query))
+
+    @app.get(
+        "/api/async-invocations/{inference_id}",
+        tags=["invocations"],
+        summary="One asynchronous request (the newest with this InferenceId)",
+        responses=raises(NotFound),
+    )
+    def describe_async_invocation(
+        inference_id: str,
+        endpoint: Annotated[str | None, Query(description="Only this endpoint's")] = None,
+    ) -> dict[str, Any]:
+        return dump(services.async_invocations.describe(inference_id, endpoint))
 
     # --- instance types and metrics -----------------------------------------------------------
 

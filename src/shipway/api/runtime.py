@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from shipway.api import eventstream
+from shipway.domain.async_inference import INLINE_BODY_BYTES, InvokeEndpointAsyncInput
 from shipway.domain.errors import (
     ModelError,
     ModelNotReady,
@@ -32,7 +33,9 @@ from shipway.domain.errors import (
     Throttled,
     ValidationError,
 )
+from shipway.domain.shape import parse
 from shipway.router.router import Invocation, ModelStreamError, Router
+from shipway.service.async_invocations import AsyncInvocationService
 
 __all__ = ["RuntimeAPI", "runtime_error"]
 
@@ -45,7 +48,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 PREFIX = "/endpoints/"
 INVOCATIONS = "/invocations"
 STREAM = "/invocations-response-stream"
-OPERATIONS = (INVOCATIONS, STREAM)
+ASYNC = "/async-invocations"
+OPERATIONS = (INVOCATIONS, STREAM, ASYNC)
 JSON = b"application/json"
 EVENT_STREAM = b"application/vnd.amazon.eventstream"
 MAX_PART = 1 << 20
@@ -96,9 +100,27 @@ def runtime_error(exc: Exception, account_id: str) -> tuple[int, str, dict[str, 
     return 500, "InternalFailure", {"message": "An internal error occurred; see the server log."}
 
 
+_ASYNC_HEADERS = (
+    (b"x-amzn-sagemaker-content-type", "ContentType"),
+    (b"x-amzn-sagemaker-accept", "Accept"),
+    (b"x-amzn-sagemaker-custom-attributes", "CustomAttributes"),
+    (b"x-amzn-sagemaker-inference-id", "InferenceId"),
+    (b"x-amzn-sagemaker-inputlocation", "InputLocation"),
+    (b"x-amzn-sagemaker-s3outputpathextension", "S3OutputPathExtension"),
+    (b"x-amzn-sagemaker-filename", "Filename"),
+    (b"x-amzn-sagemaker-requestttlseconds", "RequestTTLSeconds"),
+    (b"x-amzn-sagemaker-invocationtimeoutseconds", "InvocationTimeoutSeconds"),
+)
+"""InvokeEndpointAsync's headers and the members they carry."""
+_INTEGER_MEMBERS = frozenset({"RequestTTLSeconds", "InvocationTimeoutSeconds"})
+
+
 class RuntimeAPI:
-    def __init__(self, router: Router) -> None:
+    def __init__(
+        self, router: Router, async_invocations: AsyncInvocationService | None = None
+    ) -> None:
         self.router = router
+        self.async_invocations = async_invocations
 
     @staticmethod
     def handles(scope: Scope) -> bool:
@@ -107,6 +129,9 @@ class RuntimeAPI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        if path.endswith(ASYNC):
+            await self._invoke_async(scope, receive, send)
+            return
         if not path.endswith(INVOCATIONS):
             await self._stream(scope, receive, send)
             return
@@ -123,6 +148,32 @@ class RuntimeAPI:
         if result.custom_attributes is not None:
             extra.append((b"x-amzn-sagemaker-custom-attributes", result.custom_attributes))
         await _respond(send, 200, result.body, result.content_type, extra)
+
+    async def _invoke_async(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``InvokeEndpointAsync``: queue the request, answer 202 with where its answer goes."""
+        path: str = scope["path"]
+        name = path[len(PREFIX) : -len(ASYNC)]
+        headers = dict(scope["headers"])
+        try:
+            self._check(name, headers, ASYNC, sized=False)
+            if self.async_invocations is None:
+                raise ValidationError("Asynchronous inference is not available on this server.")
+            body = await _read_at_most(receive, INLINE_BODY_BYTES)
+            request = parse(InvokeEndpointAsyncInput, _async_members(name, headers))
+            queued = await asyncio.to_thread(self.async_invocations.invoke, request, body)
+        except Exception as exc:
+            await self._error(send, exc, name)
+            return
+        await _respond(
+            send,
+            202,
+            orjson.dumps({"InferenceId": queued.inference_id}),
+            JSON,
+            [
+                (b"x-amzn-sagemaker-outputlocation", queued.output_location.encode()),
+                (b"x-amzn-sagemaker-failurelocation", queued.failure_location.encode()),
+            ],
+        )
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``InvokeEndpointWithResponseStream``: the answer as an event stream."""
@@ -176,7 +227,9 @@ class RuntimeAPI:
             gone.cancel()
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
-    def _check(self, name: str, headers: dict[bytes, bytes], operation: str) -> None:
+    def _check(
+        self, name: str, headers: dict[bytes, bytes], operation: str, *, sized: bool = True
+    ) -> None:
         """The limits boto3 leaves to the server: the endpoint name, header lengths, size."""
         if not name or "/" in name:
             raise ValidationError(
@@ -196,7 +249,7 @@ class RuntimeAPI:
                     f"constraint: Member must be ASCII with length less than or equal to {limit}"
                 )
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit():
+        if sized and length is not None and length.isdigit():
             self.router.check_size(int(length))
 
     async def _error(self, send: Send, exc: Exception, name: str) -> None:
@@ -222,6 +275,41 @@ class RuntimeAPI:
             self.router.check_size(size)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _async_members(name: str, headers: dict[bytes, bytes]) -> dict[str, object]:
+    """InvokeEndpointAsync's members from its headers (the integers as integers)."""
+    members: dict[str, object] = {"EndpointName": name}
+    for header, member in _ASYNC_HEADERS:
+        value = headers.get(header)
+        if value is None:
+            continue
+        text = value.decode("latin-1")
+        if member in _INTEGER_MEMBERS:
+            if not text.strip().lstrip("-").isdigit():
+                raise ValidationError(
+                    f"1 validation error detected: Value '{text}' at '{member[0].lower()}"
+                    f"{member[1:]}' failed to satisfy constraint: Member must be an integer"
+                )
+            members[member] = int(text)
+        else:
+            members[member] = text
+    return members
+
+
+async def _read_at_most(receive: Receive, limit: int) -> bytes:
+    """The request body, refused past ``limit`` bytes (an inline asynchronous payload)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(size, limit)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
 
 
 def _invocation(

@@ -32,7 +32,7 @@ from shipway.control.lifecycle import VariantObservation, next_status
 from shipway.control.rollout import FleetObservation, Outcome, advance
 from shipway.domain.clock import Clock
 from shipway.domain.deployment import DeploymentPhase
-from shipway.domain.endpoint import Endpoint, EndpointStatus, find_model
+from shipway.domain.endpoint import SERVING, Endpoint, EndpointStatus, find_model
 from shipway.domain.endpoint_config import EndpointConfig, ProductionVariant
 from shipway.domain.errors import ShipwayError
 from shipway.domain.instance import Instance, InstanceStatus
@@ -41,6 +41,7 @@ from shipway.domain.model import Model
 from shipway.monitor.metrics import MetricsStore
 from shipway.router.router import Demand
 from shipway.router.routing import (
+    AsyncLimits,
     EndpointSnapshot,
     InstanceSnapshot,
     ServerlessLimits,
@@ -59,12 +60,6 @@ __all__ = ["Controller"]
 
 log = logging.getLogger(__name__)
 
-SERVING = (
-    EndpointStatus.IN_SERVICE,
-    EndpointStatus.UPDATING,
-    EndpointStatus.ROLLING_BACK,
-    EndpointStatus.UPDATE_ROLLBACK_FAILED,
-)
 PING_TIMEOUT = 2.0
 MAX_BACKOFF = 60.0
 SERVERLESS_PAYLOAD_BYTES = 4 * 1000 * 1000
@@ -890,6 +885,7 @@ class Controller:
                     tuple(variants),
                     tuple(shadows),
                     _serverless_limits(endpoint),
+                    _async_limits(endpoint, self._settings.async_concurrency_per_instance),
                 )
             )
         snapshot = tuple(endpoints)
@@ -968,6 +964,15 @@ def _first_failure(observations: list[VariantObservation]) -> str | None:
 
 def _key(instance: Instance) -> tuple[str, int, str]:
     return (instance.endpoint_name, instance.generation, instance.variant_name)
+
+
+def _async_limits(endpoint: Endpoint, default: int) -> AsyncLimits | None:
+    """How many requests the dispatcher keeps in flight per instance, for an asynchronous
+    endpoint; None for any other."""
+    config = endpoint.config.async_inference_config
+    if config is None:
+        return None
+    return AsyncLimits(config.concurrency_per_instance(default))
 
 
 def _serverless_limits(endpoint: Endpoint) -> ServerlessLimits | None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
+from shipway.domain.async_inference import AsyncInferenceConfig
 from shipway.domain.deployment import Deployment, DeploymentConfig, VariantState
 from shipway.domain.endpoint_config import (
     MAX_VARIANTS,
@@ -21,6 +22,7 @@ from shipway.domain.names import EntityName
 from shipway.domain.shape import Shape
 
 __all__ = [
+    "SERVING",
     "CreateEndpointInput",
     "CreateEndpointOutput",
     "DeployedImage",
@@ -52,6 +54,17 @@ class EndpointStatus(StrEnum):
     DELETING = "Deleting"
     FAILED = "Failed"
     UPDATE_ROLLBACK_FAILED = "UpdateRollbackFailed"
+
+
+SERVING = frozenset(
+    {
+        EndpointStatus.IN_SERVICE,
+        EndpointStatus.UPDATING,
+        EndpointStatus.ROLLING_BACK,
+        EndpointStatus.UPDATE_ROLLBACK_FAILED,
+    }
+)
+"""The statuses in which an endpoint takes invocations."""
 
 
 class CreateEndpointInput(Shape):
@@ -190,7 +203,7 @@ class DescribeEndpointOutput(Shape):
     creation_time: datetime
     last_modified_time: datetime
     last_deployment_config: DeploymentConfig | None = None
-    async_inference_config: dict[str, Any] | None = None
+    async_inference_config: AsyncInferenceConfig | None = None
     pending_deployment_summary: PendingDeploymentSummary | None = None
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
+from shipway.domain.async_inference import AsyncInferenceConfig
 from shipway.domain.model import ExecutionRoleArn, Tag, VpcConfig
 from shipway.domain.names import EntityName, ModelName
 from shipway.domain.shape import Shape
@@ -108,7 +109,7 @@ class CreateEndpointConfigInput(Shape):
         Annotated[list[ProductionVariant], Field(min_length=1, max_length=MAX_VARIANTS)] | None
     ) = None
     data_capture_config: dict[str, Any] | None = None
-    async_inference_config: dict[str, Any] | None = None
+    async_inference_config: AsyncInferenceConfig | None = None
     kms_key_id: Annotated[str, StringConstraints(max_length=2048)] | None = None
     execution_role_arn: ExecutionRoleArn | None = None
     vpc_config: VpcConfig | None = None

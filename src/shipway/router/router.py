@@ -63,7 +63,13 @@ from shipway.router.routing import (
     Snapshot,
     VariantRoute,
 )
-from shipway.router.upstream import ConnectFailed, ConnectionLost, UpstreamStream, UpstreamTimeout
+from shipway.router.upstream import (
+    BodySource,
+    ConnectFailed,
+    ConnectionLost,
+    UpstreamStream,
+    UpstreamTimeout,
+)
 
 __all__ = [
     "Demand",
@@ -132,6 +138,12 @@ class Invocation:
     custom_attributes: bytes | None = None
     inference_id: bytes | None = None
     target_variant: str | None = None
+    source: BodySource | None = None
+    """The body, streamed (an asynchronous request's input object); ``body`` is then empty."""
+    timeout: float | None = None
+    """How long the model may take (default: the router's model timeout)."""
+    asynchronous: bool = False
+    """Sent by the asynchronous dispatcher: the only way into an asynchronous endpoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,19 +428,21 @@ class Router:
             instance.outstanding += 1
             sent = time.perf_counter()
             streaming = False
+            timeout = invocation.timeout or self.model_timeout_seconds
+            body = invocation.body if invocation.source is None else invocation.source
             try:
                 upstream = await instance.upstream.request_stream(
-                    b"POST", INVOCATIONS_PATH, headers, invocation.body, self.model_timeout_seconds
+                    b"POST", INVOCATIONS_PATH, headers, body, timeout
                 )
                 if upstream.status < 400:
                     stream = InvocationStream(
-                        self, route, variant, instance, upstream, started, sent
+                        self, route, variant, instance, upstream, started, sent, timeout
                     )
                     streaming = True  # the stream gives the instance back when it ends
                     instance.timeouts = 0
                     return stream
                 try:
-                    error = await upstream.read(self.model_timeout_seconds)
+                    error = await upstream.read(timeout)
                 finally:
                     upstream.close()
             except ConnectFailed:
@@ -446,6 +460,11 @@ class Router:
         """The endpoint's route and the headers to forward, once the invocation passes checks."""
         self.check_size(len(invocation.body))
         route = self._route(invocation.endpoint_name)
+        if route.asynchronous is not None and not invocation.asynchronous:
+            raise ValidationError(
+                f"Endpoint {route.name} is an asynchronous endpoint (it has an "
+                "AsyncInferenceConfig): call InvokeEndpointAsync with an InputLocation."
+            )
         headers = [
             (name, value)
             for name, attribute in FORWARDED
@@ -642,6 +661,7 @@ class InvocationStream:
         "_router",
         "_sent",
         "_started",
+        "_timeout",
         "_upstream",
         "_variant",
         "_whole",
@@ -659,8 +679,10 @@ class InvocationStream:
         upstream: UpstreamStream,
         started: float,
         sent: float,
+        timeout: float,
     ) -> None:
         self._router = router
+        self._timeout = timeout
         self._route = route
         self._variant = variant
         self._instance = instance
@@ -683,7 +705,7 @@ class InvocationStream:
     async def __anext__(self) -> bytes:
         if self._done:
             raise StopAsyncIteration
-        timeout = self._router.model_timeout_seconds
+        timeout = self._timeout
         try:
             if self._whole:
                 self._whole = False

@@ -25,6 +25,7 @@ from shipway.domain.endpoint_config import RoutingStrategy
 from shipway.router.upstream import Upstream
 
 __all__ = [
+    "AsyncLimits",
     "EndpointRoute",
     "InstanceRoute",
     "InstanceSnapshot",
@@ -65,6 +66,14 @@ class ServerlessLimits:
 
 
 @dataclass(frozen=True)
+class AsyncLimits:
+    """An asynchronous endpoint: it takes requests only from the asynchronous dispatcher, which
+    keeps at most ``concurrency_per_instance`` in flight to each instance."""
+
+    concurrency_per_instance: int
+
+
+@dataclass(frozen=True)
 class EndpointSnapshot:
     endpoint_name: str
     variants: tuple[VariantSnapshot, ...]
@@ -73,6 +82,8 @@ class EndpointSnapshot:
     """Shadow variants: they get sampled copies of requests; their answers are not returned."""
     serverless: ServerlessLimits | None = None
     """Set for a serverless endpoint: its variant may have no instance until a request comes."""
+    asynchronous: AsyncLimits | None = None
+    """Set for an asynchronous endpoint (it may have no instance: scaled to zero)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ class EndpointRoute:
     shadows: list[VariantRoute] = field(default_factory=list)
     """Shadow variants; empty for most endpoints (the router checks this one attribute)."""
     serverless: ServerlessLimits | None = None
+    asynchronous: AsyncLimits | None = None
 
     def sampling_fraction(self, shadow: VariantRoute) -> float:
         """The share of requests mirrored to ``shadow``: its weight over production's, at most 1.
@@ -228,6 +240,7 @@ class RoutingTable:
                 self._rng,
                 [route(v) for v in endpoint.shadows],
                 endpoint.serverless,
+                endpoint.asynchronous,
             )
         for address, upstream in self._upstreams.items():
             if address not in upstreams:

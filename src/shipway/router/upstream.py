@@ -5,6 +5,10 @@ instance is on every request's path, and general-purpose clients cost several ti
 request than the model server they call. It speaks only what the model server needs: one request
 at a time per connection, ``Content-Length`` bodies out, any framing back.
 
+A request body is bytes, or a :class:`BodySource` (a size and the chunks to send, for payloads
+too large to hold: an asynchronous request's input object streams from its store to the
+instance with the transport's flow control, never more than a few chunks in memory).
+
 :meth:`Upstream.request` answers with the whole response; :meth:`Upstream.request_stream` answers
 once the status and headers are in, and hands the body over as it arrives (its own connections,
 so the buffered path carries nothing for it).
@@ -20,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import httptools
 
 __all__ = [
+    "BodySource",
     "ConnectFailed",
     "ConnectionLost",
     "Upstream",
@@ -52,6 +58,15 @@ class UpstreamTimeout(UpstreamError):
     pass
 
 
+class BodySource(Protocol):
+    """A request body sent as it is read: ``size`` bytes (its Content-Length) in chunks."""
+
+    @property
+    def size(self) -> int: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
 @dataclass
 class UpstreamResponse:
     status: int
@@ -68,10 +83,35 @@ class _Connection(asyncio.Protocol):
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._keep_alive = True
+        self._writable: asyncio.Future[None] | None = None
+        """Set while the transport's write buffer is over its high-water mark."""
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    async def send_body(self, source: BodySource) -> None:
+        """Write a streamed body, waiting whenever the instance reads slower than it comes."""
+        sent = 0
+        async for chunk in source.chunks():
+            if self.closed or self.transport is None:
+                raise ConnectionLost("the instance closed the connection during the request")
+            self.transport.write(chunk)
+            sent += len(chunk)
+            if self._writable is not None:
+                await self._writable
+        if sent != source.size:
+            self._keep_alive = False
+            raise ConnectionLost(f"the request body was {sent} bytes, not {source.size}")
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -82,6 +122,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_exception(ConnectionLost("the instance closed the connection"))
         self._fail(ConnectionLost("the instance closed the connection"))
 
     # httptools callbacks
@@ -258,6 +301,27 @@ class UpstreamStream:
 _C = TypeVar("_C", bound=_Connection)
 
 
+async def _send_then_head(
+    connection: _StreamConnection, body: BodySource, timeout: float, address: str
+) -> None:
+    """Stream the body while waiting for the answer's head: an instance may answer (an error)
+    before it has read everything, and a body that fails to read must not wait out the
+    timeout. A body not sent to its end leaves the connection unfit for another request."""
+    sender = asyncio.ensure_future(connection.send_body(body))
+    head = asyncio.ensure_future(connection.head(timeout, address))
+    try:
+        await asyncio.wait((sender, head), return_when=asyncio.FIRST_COMPLETED)
+        if sender.done():
+            sender.result()  # the body's own failure, if it failed
+        await head
+    finally:
+        for task in (sender, head):
+            if not task.done():
+                task.cancel()
+        if not sender.done() or sender.cancelled() or sender.exception() is not None:
+            connection._keep_alive = False
+
+
 def _expire(
     waiter: asyncio.Future[UpstreamResponse] | asyncio.Future[None],
     address: str,
@@ -319,15 +383,21 @@ class Upstream:
         return protocol
 
     def _message(
-        self, method: bytes, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+        self,
+        method: bytes,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | BodySource,
     ) -> bytes:
-        """The request as it goes on the wire: head, headers, ``Content-Length`` body."""
+        """The request as it goes on the wire: head, headers, ``Content-Length`` body (only
+        the head for a streamed body)."""
+        size = len(body) if isinstance(body, bytes) else body.size
         head = [method, b" ", path, b" HTTP/1.1\r\nhost: ", self._host, b"\r\ncontent-length: ",
-                str(len(body)).encode(), b"\r\n"]  # fmt: skip
+                str(size).encode(), b"\r\n"]  # fmt: skip
         for name, value in headers:
             head += [name, b": ", value, b"\r\n"]
         head.append(b"\r\n")
-        return b"".join(head) + body
+        return b"".join(head) + body if isinstance(body, bytes) else b"".join(head)
 
     async def request(
         self,
@@ -361,17 +431,22 @@ class Upstream:
         method: bytes,
         path: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: bytes,
+        body: bytes | BodySource,
         timeout: float,
     ) -> UpstreamStream:
-        """Send a request; answer once the status and headers are in (within ``timeout``).
+        """Send a request; answer once the status and headers are in (within ``timeout``,
+        which a streamed body's upload is part of).
 
-        The body follows through the returned stream, which the caller must close.
+        The body follows through the returned stream, which the caller must close. A streamed
+        request body that fails to read raises what its source raised.
         """
         connection = _reusable(self._idle_streams) or await self._connect(_StreamConnection)
         connection.start(self._message(method, path, headers, body))
         try:
-            await connection.head(timeout, self.address)
+            if isinstance(body, bytes):
+                await connection.head(timeout, self.address)
+            else:
+                await _send_then_head(connection, body, timeout, self.address)
         except BaseException:
             connection.close()
             raise

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from shipway.asyncinf.locations import Locations
+from shipway.domain.async_inference import AsyncInferenceConfig
 from shipway.domain.clock import Clock
 from shipway.domain.endpoint_config import (
     CreateEndpointConfigInput,
@@ -14,6 +18,7 @@ from shipway.domain.instance_types import InstanceTypeCatalog
 from shipway.domain.listing import ListInput
 from shipway.domain.names import Account
 from shipway.store.metadata import MetadataStore
+from shipway.store.sources import SourcePolicy
 
 __all__ = ["EndpointConfigService"]
 
@@ -28,7 +33,14 @@ class EndpointConfigService:
         catalog: InstanceTypeCatalog,
         account: Account,
         clock: Clock,
+        *,
+        locations: Locations | None = None,
+        topic_exists: Callable[[str], bool] = lambda _arn: True,
     ) -> None:
+        """``locations`` checks an async configuration's output paths (default: the allowed
+        schemes, any local path), ``topic_exists`` its notification topics."""
+        self._locations = locations or Locations(SourcePolicy())
+        self._topic_exists = topic_exists
         self._store = store
         self._catalog = catalog
         self._account = account
@@ -40,13 +52,10 @@ class EndpointConfigService:
     def create_endpoint_config(
         self, request: CreateEndpointConfigInput
     ) -> CreateEndpointConfigOutput:
-        unsupported = {
-            "DataCaptureConfig": request.data_capture_config,
-            "AsyncInferenceConfig": request.async_inference_config,
-        }
-        for field, value in unsupported.items():
-            if value is not None:
-                raise ValidationError(f"{field} is not supported yet.")
+        if request.data_capture_config is not None:
+            raise ValidationError("DataCaptureConfig is not supported yet.")
+        if request.async_inference_config is not None:
+            self._check_async(request.async_inference_config)
         for variant in request.all_variants():
             if variant.instance_type is not None:
                 self._catalog.get(variant.instance_type)
@@ -59,6 +68,20 @@ class EndpointConfigService:
         )
         self._store.endpoint_configs.add(config, KIND, arn)
         return CreateEndpointConfigOutput(endpoint_config_arn=arn)
+
+    def _check_async(self, config: AsyncInferenceConfig) -> None:
+        """The output paths are where the server may write; the topics exist."""
+        output = config.output_config
+        self._locations.check(output.output_path, "S3OutputPath")
+        if output.s3_failure_path is not None:
+            self._locations.check(output.s3_failure_path, "S3FailurePath")
+        notifications = output.notification_config
+        for field, topic in (
+            ("SuccessTopic", notifications.success_topic if notifications else None),
+            ("ErrorTopic", notifications.error_topic if notifications else None),
+        ):
+            if topic is not None and not self._topic_exists(topic):
+                raise ValidationError(f"{field} {topic} is not a topic of this server.")
 
     def describe_endpoint_config(self, name: str) -> EndpointConfig:
         config = self._store.endpoint_configs.get(name)

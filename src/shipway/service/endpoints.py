@@ -395,6 +395,7 @@ class EndpointService:
             creation_time=endpoint.creation_time,
             last_modified_time=endpoint.last_modified_time,
             last_deployment_config=endpoint.deployment_config,
+            async_inference_config=endpoint.config.async_inference_config,
             pending_deployment_summary=(
                 self._pending(endpoint, d, in_service) if d is not None else None
             ),

@@ -41,6 +41,7 @@ import fsspec
 from fsspec.core import split_protocol
 
 from shipway.store.archive import ArchiveLimits, ArtifactError, extract
+from shipway.store.filesystems import protocol_of, storage_options
 from shipway.store.sources import HTTP_PROTOCOLS, LOCAL_PROTOCOLS, SourcePolicy
 
 __all__ = ["ArchiveLimits", "ArtifactError", "ArtifactStore", "SourcePolicy"]
@@ -48,7 +49,6 @@ __all__ = ["ArchiveLimits", "ArtifactError", "ArtifactStore", "SourcePolicy"]
 log = logging.getLogger(__name__)
 
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-_S3_PROTOCOLS = frozenset({"s3", "s3a"})
 _REFS = ".refs"
 _LEFTOVER_PREFIXES = (".staging-", ".download-")
 _LEFTOVER_AGE_SECONDS = 3600.0
@@ -84,7 +84,7 @@ class ArtifactStore:
             if not local.exists():
                 raise ArtifactError(f"ModelDataUrl {url} does not exist.")
             return
-        protocol = _protocol(url)
+        protocol = protocol_of(url)
         cls = _filesystem_class(url, protocol)
         if not str(cls._strip_protocol(url)).strip("/"):
             raise ArtifactError(f"ModelDataUrl {url} names no bucket, folder or file.")
@@ -283,12 +283,10 @@ class ArtifactStore:
         return local
 
     def _filesystem(self, url: str) -> tuple[Any, str]:
-        protocol = _protocol(url)
-        options: dict[str, Any] = dict(self._storage_options.get(protocol, {}))
-        if protocol in _S3_PROTOCOLS and self._s3_endpoint_url:
-            client_kwargs = dict(options.get("client_kwargs", {}))
-            client_kwargs.setdefault("endpoint_url", self._s3_endpoint_url)
-            options["client_kwargs"] = client_kwargs
+        protocol = protocol_of(url)
+        options = storage_options(
+            protocol, s3_endpoint_url=self._s3_endpoint_url, configured=self._storage_options
+        )
         if protocol in HTTP_PROTOCOLS:
             options.update(self._sources.http_options(url))
         fs, path = fsspec.core.url_to_fs(url, **options)
@@ -311,11 +309,6 @@ def _local_path(url: str, protocol: str | None, path: str) -> Path | None:
             f"ModelDataUrl {url} is not an absolute file URL; write it as file:///absolute/path."
         )
     return Path(path)
-
-
-def _protocol(url: str) -> str:
-    protocol, _ = split_protocol(url.split("::", 1)[0])
-    return protocol or "file"
 
 
 def _filesystem_class(url: str, protocol: str) -> Any:

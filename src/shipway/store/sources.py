@@ -55,14 +55,16 @@ class SourcePolicy:
     """Folders inside a protected path that hold models the server wrote itself (the demo's)."""
     model_data_paths: Sequence[Path] | None = None
     """When set, local model data must be inside one of these folders."""
+    paths_setting: str = "model_data_paths"
+    """The setting ``model_data_paths`` comes from (named when a path is refused)."""
 
-    def check_scheme(self, url: str, protocol: str | None) -> None:
+    def check_scheme(self, url: str, protocol: str | None, label: str = "ModelDataUrl") -> None:
         """Refuse a URL whose scheme is not on the list (``protocol`` None: a plain path)."""
         if protocol is None:
             return
         if "::" in url:
             raise ArtifactError(
-                f"ModelDataUrl {url} chains several filesystems with '::', which is not "
+                f"{label} {url} chains several filesystems with '::', which is not "
                 f"allowed; use {self._allowed_text()}."
             )
         if protocol in LOCAL_PROTOCOLS or protocol in REMOTE_PROTOCOLS:
@@ -71,16 +73,16 @@ class SourcePolicy:
             if self.allow_http:
                 return
             raise ArtifactError(
-                f"ModelDataUrl {url} uses {protocol}://, which this server does not allow "
+                f"{label} {url} uses {protocol}://, which this server does not allow "
                 f"(setting allow_http_model_data, SHIPWAY_ALLOW_HTTP_MODEL_DATA); use "
                 f"{self._allowed_text()}."
             )
         raise ArtifactError(
-            f"ModelDataUrl {url} uses the scheme {protocol}://, which is not allowed; use "
+            f"{label} {url} uses the scheme {protocol}://, which is not allowed; use "
             f"{self._allowed_text()}."
         )
 
-    def check_local(self, url: str, path: Path) -> None:
+    def check_local(self, url: str, path: Path, label: str = "ModelDataUrl") -> None:
         """Refuse a local path inside or above a protected path, or outside model_data_paths."""
         real = Path(os.path.realpath(path))
         own = _resolved(self.own_model_paths)
@@ -89,16 +91,17 @@ class SourcePolicy:
                 _within(real, protected) and not any(_within(real, o) for o in own)
             ):
                 raise ArtifactError(
-                    f"ModelDataUrl {url} lies in or holds {protected}, which belongs to the "
-                    "Shipway server itself (its data dir or access keys); model data cannot "
-                    "come from there."
+                    f"{label} {url} lies in or holds {protected}, which belongs to the "
+                    "Shipway server itself (its data dir or access keys); it cannot be read "
+                    "or written through the API."
                 )
         allowed = self.model_data_paths
         if allowed is not None and not any(_within(real, f) for f in _resolved(allowed)):
             folders = ", ".join(str(folder) for folder in allowed) or "none"
+            setting = self.paths_setting
             raise ArtifactError(
-                f"ModelDataUrl {url} is outside the folders model data may come from "
-                f"({folders}; setting model_data_paths, SHIPWAY_MODEL_DATA_PATHS)."
+                f"{label} {url} is outside the folders this server allows for it "
+                f"({folders}; setting {setting}, SHIPWAY_{setting.upper()})."
             )
 
     def check_host(self, url: str) -> None:

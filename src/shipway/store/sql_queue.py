@@ -1,0 +1,198 @@
+"""The asynchronous request queue as a table of the metadata store (SQLite or PostgreSQL).
+
+One row per request: the columns the queue orders, claims and pages on, and ``doc``, the
+:class:`~shipway.domain.async_inference.AsyncInvocation` as JSON. A claim is one transaction
+that selects the oldest claimable rows and marks them InProgress with a lease; on PostgreSQL
+the select takes its rows ``FOR UPDATE SKIP LOCKED``, so dispatchers sharing the database never
+take the same request and never wait for each other. SQLite serialises writers, and the claim
+takes its write lock before the read (``BEGIN IMMEDIATE``).
+
+Finished requests stay as the record ``shipway async show`` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from shipway.domain.async_inference import AsyncInvocation, AsyncInvocationStatus
+from shipway.domain.errors import ValidationError
+from shipway.store import schema
+from shipway.store.invocation_queue import LEASE_SECONDS, Backlog, InvocationQuery
+
+__all__ = ["SqlInvocationQueue"]
+
+_T = schema.async_invocations
+_QUEUED = AsyncInvocationStatus.IN_QUEUE.value
+_RUNNING = AsyncInvocationStatus.IN_PROGRESS.value
+
+
+class SqlInvocationQueue:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            if self._engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            else:
+                with conn.begin():
+                    yield conn
+
+    def put(self, invocation: AsyncInvocation) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                _T.insert().values(
+                    request_id=invocation.request_id,
+                    inference_id=invocation.inference_id,
+                    endpoint_key=invocation.endpoint_name.lower(),
+                    status=invocation.status.value,
+                    enqueued=invocation.enqueued_time.timestamp(),
+                    lease_until=None,
+                    doc=invocation.model_dump_json(),
+                )
+            )
+
+    def claim(self, endpoint_name: str, limit: int, now: float) -> list[AsyncInvocation]:
+        if limit <= 0:
+            return []
+        claimable = sa.or_(
+            _T.c.status == _QUEUED, sa.and_(_T.c.status == _RUNNING, _T.c.lease_until < now)
+        )
+        query = (
+            sa.select(_T.c.id, _T.c.doc)
+            .where(_T.c.endpoint_key == endpoint_name.lower(), claimable)
+            .order_by(_T.c.id)
+            .limit(limit)
+        )
+        if self._postgres:
+            query = query.with_for_update(skip_locked=True)
+        claimed = []
+        started = datetime.fromtimestamp(now, UTC)
+        with self._writing() as conn:
+            for row_id, doc in conn.execute(query).all():
+                invocation = AsyncInvocation.model_validate_json(doc)
+                invocation.status = AsyncInvocationStatus.IN_PROGRESS
+                invocation.attempts += 1
+                invocation.start_time = started
+                conn.execute(
+                    _T.update()
+                    .where(_T.c.id == row_id)
+                    .values(
+                        status=_RUNNING,
+                        lease_until=now + LEASE_SECONDS,
+                        doc=invocation.model_dump_json(),
+                    )
+                )
+                claimed.append(invocation)
+        return claimed
+
+    def renew(self, request_ids: Sequence[str], now: float) -> None:
+        if not request_ids:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(
+                _T.update()
+                .where(_T.c.request_id.in_(list(request_ids)), _T.c.status == _RUNNING)
+                .values(lease_until=now + LEASE_SECONDS)
+            )
+
+    def finish(self, invocation: AsyncInvocation) -> None:
+        if not invocation.status.finished:
+            raise ValueError(f"finish() takes a finished request, not {invocation.status}")
+        with self._engine.begin() as conn:
+            conn.execute(
+                _T.update()
+                .where(_T.c.request_id == invocation.request_id)
+                .values(
+                    status=invocation.status.value,
+                    lease_until=None,
+                    doc=invocation.model_dump_json(),
+                )
+            )
+
+    def release(self, request_ids: Sequence[str]) -> None:
+        if not request_ids:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(
+                _T.update()
+                .where(_T.c.request_id.in_(list(request_ids)), _T.c.status == _RUNNING)
+                .values(status=_QUEUED, lease_until=None)
+            )
+
+    def recover(self) -> int:
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                _T.update().where(_T.c.status == _RUNNING).values(status=_QUEUED, lease_until=None)
+            )
+        return int(result.rowcount or 0)
+
+    def backlogs(self) -> dict[str, Backlog]:
+        waiting = sa.case((_T.c.status == _RUNNING, 1), else_=0)
+        query = (
+            sa.select(
+                _T.c.endpoint_key,
+                sa.func.count(),
+                sa.func.min(_T.c.enqueued),
+                sa.func.sum(waiting),
+            )
+            .where(_T.c.status.in_([_QUEUED, _RUNNING]))
+            .group_by(_T.c.endpoint_key)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+            names = dict(
+                conn.execute(
+                    sa.select(schema.endpoints.c.name_key, schema.endpoints.c.name).where(
+                        schema.endpoints.c.name_key.in_([r[0] for r in rows])
+                    )
+                ).all()
+            )
+        return {
+            names.get(key, key): Backlog(int(size), float(oldest), int(running or 0))
+            for key, size, oldest, running in rows
+        }
+
+    def get(self, inference_id: str, endpoint_name: str | None = None) -> AsyncInvocation | None:
+        query = (
+            sa.select(_T.c.doc)
+            .where(sa.or_(_T.c.inference_id == inference_id, _T.c.request_id == inference_id))
+            .order_by(_T.c.id.desc())
+            .limit(1)
+        )
+        if endpoint_name is not None:
+            query = query.where(_T.c.endpoint_key == endpoint_name.lower())
+        with self._engine.connect() as conn:
+            doc = conn.execute(query).scalar_one_or_none()
+        return None if doc is None else AsyncInvocation.model_validate_json(doc)
+
+    def page(self, query: InvocationQuery) -> tuple[list[AsyncInvocation], str | None]:
+        select = sa.select(_T.c.id, _T.c.doc).order_by(_T.c.id.desc()).limit(query.limit + 1)
+        if query.endpoint_name is not None:
+            select = select.where(_T.c.endpoint_key == query.endpoint_name.lower())
+        if query.status is not None:
+            select = select.where(_T.c.status == query.status.value)
+        if query.next_token is not None:
+            if not query.next_token.isdigit():
+                raise ValidationError(f"NextToken {query.next_token} was not handed out here.")
+            select = select.where(_T.c.id < int(query.next_token))
+        with self._engine.connect() as conn:
+            rows = conn.execute(select).all()
+        token = str(rows[query.limit - 1][0]) if len(rows) > query.limit else None
+        return [AsyncInvocation.model_validate_json(doc) for _, doc in rows[: query.limit]], token
+
+    def close(self) -> None:
+        """The engine is the metadata store's: it closes it."""
