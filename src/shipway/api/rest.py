@@ -454,6 +454,15 @@ def create_rest_app(platform: Platform) -> FastAPI:
         return _page("AsyncInvocations", *services.async_invocations.list(query))
 
     @app.get(
+        "/api/endpoints/{name}/queue",
+        tags=["invocations"],
+        summary="An asynchronous endpoint's backlog: requests queued and under way",
+        responses=raises(NotFound, ValidationError),
+    )
+    def describe_queue(name: str) -> dict[str, Any]:
+        return dump(services.async_invocations.backlog(name))
+
+    @app.get(
         "/api/async-invocations/{inference_id}",
         tags=["invocations"],
         summary="One asynchronous request (the newest with this InferenceId)",

@@ -33,6 +33,7 @@ __all__ = [
     "AsyncOutputConfig",
     "InvokeEndpointAsyncInput",
     "NotificationTopicKind",
+    "QueueSummary",
     "output_key",
 ]
 
@@ -181,6 +182,17 @@ class AsyncInvocation(Shape):
     def expires(self) -> float:
         """When it expires unless started, in epoch seconds."""
         return self.enqueued_time.timestamp() + self.request_ttl_seconds
+
+
+class QueueSummary(Shape):
+    """An asynchronous endpoint's backlog now (what its backlog metrics sample)."""
+
+    endpoint_name: str
+    approximate_backlog_size: int
+    """Requests queued or under way."""
+    in_progress: int
+    approximate_age_of_oldest_request: float
+    """Seconds since the oldest of them was queued (0 with none)."""
 
 
 def output_key(inference_id: str, filename: str | None, *, failure: bool) -> str:

@@ -21,13 +21,14 @@ from shipway.domain.async_inference import (
     MAX_INPUT_BYTES,
     AsyncInvocation,
     InvokeEndpointAsyncInput,
+    QueueSummary,
     output_key,
 )
 from shipway.domain.clock import Clock
 from shipway.domain.endpoint import SERVING
 from shipway.domain.errors import NotFound, ValidationError
 from shipway.domain.names import Account
-from shipway.store.invocation_queue import InvocationQuery, InvocationQueue
+from shipway.store.invocation_queue import Backlog, InvocationQuery, InvocationQueue
 from shipway.store.metadata import MetadataStore
 
 __all__ = ["AsyncInvocationService"]
@@ -152,6 +153,24 @@ class AsyncInvocationService:
         if invocation is None:
             raise NotFound("asynchronous request", inference_id)
         return invocation
+
+    def backlog(self, endpoint_name: str) -> QueueSummary:
+        """An asynchronous endpoint's requests queued and under way, and the oldest's age."""
+        endpoint = self._store.endpoints.get(endpoint_name)
+        if endpoint is None:
+            raise NotFound("endpoint", endpoint_name, self._account.arn("endpoint", endpoint_name))
+        if endpoint.config.async_inference_config is None:
+            raise ValidationError(f"Endpoint {endpoint.endpoint_name} is not asynchronous.")
+        backlog = self._queue.backlogs().get(endpoint.endpoint_name, Backlog())
+        oldest = backlog.oldest_enqueued
+        return QueueSummary(
+            endpoint_name=endpoint.endpoint_name,
+            approximate_backlog_size=backlog.size,
+            in_progress=backlog.in_progress,
+            approximate_age_of_oldest_request=(
+                0.0 if oldest is None else max(0.0, self._clock.time() - oldest)
+            ),
+        )
 
     def list(self, query: InvocationQuery) -> tuple[list[AsyncInvocation], str | None]:
         return self._queue.page(query)
