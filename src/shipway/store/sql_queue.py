@@ -31,6 +31,14 @@ _QUEUED = AsyncInvocationStatus.IN_QUEUE.value
 _RUNNING = AsyncInvocationStatus.IN_PROGRESS.value
 
 
+def _load(status: str, doc: str) -> AsyncInvocation:
+    """A row's request; its status is the column's, which a release or a recovery sets back to
+    InQueue without rewriting the document."""
+    invocation = AsyncInvocation.model_validate_json(doc)
+    invocation.status = AsyncInvocationStatus(status)
+    return invocation
+
+
 class SqlInvocationQueue:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -168,7 +176,7 @@ class SqlInvocationQueue:
 
     def get(self, inference_id: str, endpoint_name: str | None = None) -> AsyncInvocation | None:
         query = (
-            sa.select(_T.c.doc)
+            sa.select(_T.c.status, _T.c.doc)
             .where(sa.or_(_T.c.inference_id == inference_id, _T.c.request_id == inference_id))
             .order_by(_T.c.id.desc())
             .limit(1)
@@ -176,11 +184,15 @@ class SqlInvocationQueue:
         if endpoint_name is not None:
             query = query.where(_T.c.endpoint_key == endpoint_name.lower())
         with self._engine.connect() as conn:
-            doc = conn.execute(query).scalar_one_or_none()
-        return None if doc is None else AsyncInvocation.model_validate_json(doc)
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _load(*row)
 
     def page(self, query: InvocationQuery) -> tuple[list[AsyncInvocation], str | None]:
-        select = sa.select(_T.c.id, _T.c.doc).order_by(_T.c.id.desc()).limit(query.limit + 1)
+        select = (
+            sa.select(_T.c.id, _T.c.status, _T.c.doc)
+            .order_by(_T.c.id.desc())
+            .limit(query.limit + 1)
+        )
         if query.endpoint_name is not None:
             select = select.where(_T.c.endpoint_key == query.endpoint_name.lower())
         if query.status is not None:
@@ -192,7 +204,7 @@ class SqlInvocationQueue:
         with self._engine.connect() as conn:
             rows = conn.execute(select).all()
         token = str(rows[query.limit - 1][0]) if len(rows) > query.limit else None
-        return [AsyncInvocation.model_validate_json(doc) for _, doc in rows[: query.limit]], token
+        return [_load(status, doc) for _, status, doc in rows[: query.limit]], token
 
     def close(self) -> None:
         """The engine is the metadata store's: it closes it."""
