@@ -31,6 +31,7 @@ from shipway.api.cloudwatch import CloudWatchAPI
 from shipway.api.rest import create_rest_app
 from shipway.api.runtime import RuntimeAPI
 from shipway.api.sagemaker import SageMakerAPI
+from shipway.api.sns import SNSAPI
 from shipway.asyncinf.dispatcher import AsyncDispatcher
 from shipway.asyncinf.locations import Locations
 from shipway.compute.backend import ComputeBackend
@@ -49,9 +50,12 @@ from shipway.router.router import Router
 from shipway.router.routing import Snapshot
 from shipway.server_lock import ServerLock
 from shipway.service import EndpointConfigService, EndpointService, ModelService
+from shipway.service.alarm_actions import AlarmActions
 from shipway.service.alarms import AlarmEvaluator, AlarmService
 from shipway.service.async_invocations import AsyncInvocationService
 from shipway.service.metrics import MetricService
+from shipway.service.notification_delivery import NotificationDelivery, RetryPolicy
+from shipway.service.notifications import NotificationService
 from shipway.service.scaling import ScalingService
 from shipway.service.tags import TagService
 from shipway.settings import Settings
@@ -114,12 +118,32 @@ class Platform:
             ),
         )
         self.metrics = MetricsStore()
+        self.notification_delivery = NotificationDelivery(  # SNS: the outbox's sender
+            self.store.notifications,
+            RetryPolicy(
+                retries=settings.notification_retries,
+                no_delay_retries=settings.notification_no_delay_retries,
+                min_delay=settings.notification_min_delay_seconds,
+                max_delay=settings.notification_max_delay_seconds,
+            ),
+            self.clock,
+            timeout=settings.notification_timeout_seconds,
+        )
+        self.notifications = NotificationService(
+            self.store,
+            account,
+            self.clock,
+            base_url=settings.base_url,
+            policy=self.notification_delivery.policy,
+            on_outbox=self.notification_delivery.wake,
+        )
         self.alarms = AlarmService(
             self.store,
             self.metrics,
             self.clock,
             account,
             on_change=lambda name, state: self.controller.wake(),
+            on_transition=AlarmActions(self.notifications, account).state_changed,
         )
         self.alarm_evaluator = AlarmEvaluator(
             self.alarms, settings.alarm_evaluation_interval_seconds
@@ -253,6 +277,7 @@ class Platform:
         self.runtime_api = RuntimeAPI(self.router, self.async_invocations)
         self.sagemaker_api = SageMakerAPI(self)
         self.cloudwatch_api = CloudWatchAPI(self)
+        self.sns_api = SNSAPI(self)
         self.autoscaling_api = AutoscalingAPI(self)
 
     def _route(self, snapshot: Snapshot) -> None:
@@ -299,6 +324,7 @@ class Platform:
             self.backend.prestart(runtimes)
             await self.backend.zygotes_ready(ZYGOTE_WAIT_SECONDS)
         await self.controller.start()
+        await self.notification_delivery.start()  # what a killed server left unsent, first
         await self.dispatcher.start()
         if gone := await asyncio.to_thread(self.scaling.forget_gone_endpoints):
             log.info("forgot the autoscaling of endpoints deleted meanwhile: %s", ", ".join(gone))
@@ -312,6 +338,7 @@ class Platform:
     async def stop(self) -> None:
         await self.router.drain_shadows(timeout=5.0)  # copies to shadows, while instances live
         await self.dispatcher.close()  # requests under way go back to the queue
+        await self.notification_delivery.close()  # messages under way are sent after a restart
         await self.autoscaler.close()
         await self.concurrency.close()
         await self.instance_usage.close()
@@ -332,7 +359,10 @@ class Platform:
             guarded = await guard_body(scope, receive, send, self.settings.max_request_bytes)
             if guarded is None:  # answered 413, or the client left
                 return
-            receive = guarded
+            routed = await self.sns_api.route(scope, receive=guarded, send=send)
+            if routed is None:  # SNS's request (told from CloudWatch's awsquery), answered
+                return
+            receive = routed
         if kind == "http" and CloudWatchAPI.handles(scope):
             await self.cloudwatch_api(scope, receive, send)
         elif kind == "http" and AutoscalingAPI.handles(scope):

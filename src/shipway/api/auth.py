@@ -1,7 +1,9 @@
 """Authentication: AWS Signature Version 4 for the SageMaker wire, bearer tokens for the REST API.
 
 Off when no access keys are configured (the loopback quick start). With keys, every request but
-``GET /healthz`` must prove it holds one:
+``GET /healthz`` and an SNS subscriber's ``GET`` of its SubscribeURL (``/?Action=
+ConfirmSubscription&TopicArn=...&Token=...``, whose token is its credential:
+:meth:`shipway.api.sns.SNSAPI.confirms`) must prove it holds one:
 
 - **SigV4** (``Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...``
   and ``X-Amz-Date``), as boto3 signs, accepted everywhere. The canonical request is rebuilt with
@@ -9,7 +11,7 @@ Off when no access keys are configured (the loopback quick start). With keys, ev
   unchanged, and ``X-Amz-Date`` must be within 15 minutes of the server's clock. The credential
   must be scoped to the server's region and to the service the request addresses
   (:data:`shipway.api.wire.SIGNING_NAMES`: ``sagemaker`` for SageMaker's control plane, its
-  runtime and the REST API, ``monitoring`` for CloudWatch).
+  runtime and the REST API, ``monitoring`` for CloudWatch, ``sns`` for SNS).
 
   Everything that needs no body (the header, the date, the key, the scope) is checked before a
   byte of the body is read. The body is then read within its size limit
@@ -69,6 +71,7 @@ from shipway.api.body_limit import (
     refuse_too_large,
     replay,
 )
+from shipway.api.sns import SNSAPI
 from shipway.api.wire import RequestWire, Wire, answer_error, wire_of
 from shipway.domain.errors import ShipwayError
 
@@ -298,7 +301,7 @@ class AuthMiddleware:
             return
         path: str = scope["path"]
         method: str = scope.get("method", "GET")
-        if path == "/healthz" and method == "GET" and kind == "http":
+        if (path == "/healthz" and method == "GET" and kind == "http") or SNSAPI.confirms(scope):
             await self.app(scope, receive, send)
             return
         authorization = [value for name, value in scope["headers"] if name == b"authorization"]

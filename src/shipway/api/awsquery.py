@@ -1,10 +1,13 @@
-"""The awsquery protocol of CloudWatch, as older botocore speaks it: form-encoded requests
-(``Action=DescribeAlarms&Version=2010-08-01&AlarmNames.member.1=a``) and XML answers.
+"""The awsquery protocol: form-encoded requests (``Action=DescribeAlarms&Version=2010-08-01&
+AlarmNames.member.1=a``) and XML answers, as botocore speaks it to CloudWatch (older botocore)
+and to SNS.
 
-Both directions are driven by CloudWatch's own service model (botocore's
-``cloudwatch/2010-08-01/service-2.json``), so every operation's members, lists
-(``Name.member.N``), maps (``Name.entry.N.key``) and types read and write as botocore expects,
-without a table of our own.
+Both directions are driven by the service's own model (botocore's
+``<service>/<version>/service-2.json``, named by ``service``: ``cloudwatch`` by default, ``sns``),
+so every operation's members, lists (``Name.member.N``), maps (``Name.entry.N.key``, or the
+names the model gives a map's key and value: SNS's ``MessageAttributes.entry.N.Name``) and types
+read and write as botocore expects, without a table of our own. Answers carry the model's XML
+namespace; errors the namespace their caller names (CloudWatch's by default).
 """
 
 from __future__ import annotations
@@ -22,26 +25,29 @@ NAMESPACE = "http://monitoring.amazonaws.com/doc/2010-08-01/"
 _MISSING = object()
 
 
+_CLOUDWATCH = "cloudwatch"
+
+
 @functools.cache
-def _model() -> Any:
+def _model(service: str) -> Any:
     # imported on the first awsquery request: botocore is about 15 MB a server without such
     # clients need not hold
     from botocore.loaders import Loader  # type: ignore[import-untyped]
     from botocore.model import ServiceModel  # type: ignore[import-untyped]
 
-    return ServiceModel(Loader().load_service_model("cloudwatch", "service-2"), "cloudwatch")
+    return ServiceModel(Loader().load_service_model(service, "service-2"), service)
 
 
-def _operation(name: str) -> Any:
+def _operation(name: str, service: str) -> Any:
     try:
-        return _model().operation_model(name)
+        return _model(service).operation_model(name)
     except Exception as exc:  # botocore's OperationNotFoundError
         raise ValidationError(f"Unknown operation {name}.") from exc
 
 
-def decode(operation: str, form: dict[str, str]) -> dict[str, Any]:
+def decode(operation: str, form: dict[str, str], service: str = _CLOUDWATCH) -> dict[str, Any]:
     """A form's parameters as the operation's input document (PascalCase members)."""
-    shape = _operation(operation).input_shape
+    shape = _operation(operation, service).input_shape
     if shape is None:
         return {}
     document = _read(shape, form, "")
@@ -73,11 +79,14 @@ def _read(shape: Any, form: dict[str, str], key: str) -> Any:
         return items or _MISSING
     if kind == "map":
         entries: dict[str, Any] = {}
+        prefix = key if shape.serialization.get("flattened") else f"{key}.entry"
+        key_name = shape.key.serialization.get("name", "key")
+        value_name = shape.value.serialization.get("name", "value")
         index = 1
-        while f"{key}.entry.{index}.key" in form:
-            entry = f"{key}.entry.{index}"
-            value = _read(shape.value, form, f"{entry}.value")
-            entries[form[f"{entry}.key"]] = None if value is _MISSING else value
+        while f"{prefix}.{index}.{key_name}" in form:
+            entry = f"{prefix}.{index}"
+            value = _read(shape.value, form, f"{entry}.{value_name}")
+            entries[form[f"{entry}.{key_name}"]] = None if value is _MISSING else value
             index += 1
         return entries or _MISSING
     if key not in form:
@@ -107,10 +116,13 @@ def _scalar(kind: str, text: str, key: str) -> Any:
     return text
 
 
-def encode(operation: str, document: dict[str, Any], request_id: str) -> bytes:
-    """The operation's XML answer for an output document."""
-    model = _operation(operation)
-    root = ElementTree.Element(f"{operation}Response", xmlns=NAMESPACE)
+def encode(
+    operation: str, document: dict[str, Any], request_id: str, service: str = _CLOUDWATCH
+) -> bytes:
+    """The operation's XML answer for an output document, in the service's namespace."""
+    model = _operation(operation, service)
+    namespace = _model(service).metadata.get("xmlNamespace", NAMESPACE)
+    root = ElementTree.Element(f"{operation}Response", xmlns=namespace)
     shape = model.output_shape
     if shape is not None:
         wrapper = shape.serialization.get("resultWrapper", f"{operation}Result")
@@ -121,8 +133,12 @@ def encode(operation: str, document: dict[str, Any], request_id: str) -> bytes:
     return _xml(root)
 
 
-def encode_error(fault: str, code: str, message: str, request_id: str) -> bytes:
-    root = ElementTree.Element("ErrorResponse", xmlns=NAMESPACE)
+def encode_error(
+    fault: str, code: str, message: str, request_id: str, namespace: str = NAMESPACE
+) -> bytes:
+    """``<ErrorResponse><Error><Type>Sender</Type><Code>...``: botocore raises the modelled
+    exception whose code is ``code`` (``ResourceNotFound``, SNS's ``NotFound``...)."""
+    root = ElementTree.Element("ErrorResponse", xmlns=namespace)
     error = ElementTree.SubElement(root, "Error")
     ElementTree.SubElement(error, "Type").text = fault
     ElementTree.SubElement(error, "Code").text = code
@@ -151,10 +167,12 @@ def _write(parent: ElementTree.Element, name: str, shape: Any, value: Any) -> No
         for item in value:
             _write(node, item_name, shape.member, item)
     elif kind == "map":
+        key_name = shape.key.serialization.get("name", "key")
+        value_name = shape.value.serialization.get("name", "value")
         for key, item in value.items():
             entry = ElementTree.SubElement(node, "entry")
-            ElementTree.SubElement(entry, "key").text = str(key)
-            _write(entry, "value", shape.value, item)
+            ElementTree.SubElement(entry, key_name).text = str(key)
+            _write(entry, value_name, shape.value, item)
     elif kind == "timestamp":
         moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         node.text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

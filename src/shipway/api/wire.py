@@ -7,7 +7,8 @@ One listener serves five wires:
 - **JSON**: AWS JSON 1.0/1.1, ``POST /`` with ``X-Amz-Target: <Service>.<Operation>`` (SageMaker's
   control plane, CloudWatch's JSON 1.0, Application Auto Scaling);
 - **CBOR**: Smithy RPC v2 CBOR, ``POST /service/<Service>/operation/<Operation>`` (CloudWatch);
-- **query**: awsquery, ``POST /`` with a form body (CloudWatch for older botocore);
+- **query**: awsquery, ``POST /`` with a form body (CloudWatch for older botocore, SNS); the
+  service is the one its SigV4 credential is scoped to (``sns``; anything else: CloudWatch's);
 - **runtime**: ``/endpoints/...``, SageMaker's runtime (and the REST API's invocation path);
 - **REST**: everything else, Shipway's own API.
 
@@ -47,7 +48,9 @@ SIGNING_NAMES: dict[tuple[Wire, str], str] = {
     (Wire.JSON, "GraniteServiceVersion20100801"): "monitoring",  # CloudWatch (no signingName)
     (Wire.CBOR, "GraniteServiceVersion20100801"): "monitoring",
     (Wire.JSON, "AnyScaleFrontendService"): "application-autoscaling",
-    (Wire.QUERY, ""): "monitoring",  # the only awsquery service so far
+    (Wire.QUERY, ""): "monitoring",  # unsigned, or scoped to no awsquery service: CloudWatch
+    (Wire.QUERY, "monitoring"): "monitoring",
+    (Wire.QUERY, "sns"): "sns",
     (Wire.RUNTIME, ""): "sagemaker",  # sagemaker-runtime signs as "sagemaker"
     (Wire.REST, ""): "sagemaker",
 }
@@ -84,8 +87,19 @@ def wire_of(scope: Scope) -> RequestWire:
     if path.startswith(_CBOR_PREFIX):
         return RequestWire(Wire.CBOR, path[len(_CBOR_PREFIX) :].partition("/")[0])
     if path == "/" and form:
-        return RequestWire(Wire.QUERY)
+        service = _credential_service(scope)
+        return RequestWire(Wire.QUERY, service if (Wire.QUERY, service) in SIGNING_NAMES else "")
     return RequestWire(Wire.RUNTIME if path.startswith("/endpoints/") else Wire.REST)
+
+
+def _credential_service(scope: Scope) -> str:
+    """The service an ``Authorization`` header's SigV4 credential names (``""`` if none)."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            credential = value.partition(b"Credential=")[2].partition(b",")[0]
+            parts = credential.strip().split(b"/")
+            return parts[3].decode("latin-1") if len(parts) == 5 else ""
+    return ""
 
 
 async def answer_error(send: Send, wire: RequestWire, status: int, code: str, message: str) -> None:

@@ -4,8 +4,9 @@ evaluator that moves alarms between OK, ALARM and INSUFFICIENT_DATA.
 :meth:`AlarmService.evaluate` evaluates every alarm over the metrics store
 (:func:`~shipway.monitor.alarm_evaluation.evaluate_alarm`), records each state change with a
 ``StateUpdate`` history item and tells ``on_change`` (the platform wakes the controller, whose
-deployments roll back on alarms). :class:`AlarmEvaluator` runs it every
-``alarm_evaluation_interval_seconds`` in one task that never dies.
+deployments roll back on alarms) and ``on_transition`` (the alarm's SNS actions).
+:class:`AlarmEvaluator` runs it every ``alarm_evaluation_interval_seconds`` in one task that
+never dies.
 
 The deployment controller asks :meth:`AlarmService.states` and :meth:`AlarmService.missing`.
 """
@@ -60,6 +61,9 @@ log = logging.getLogger(__name__)
 
 OnChange = Callable[[str, AlarmState], None]
 """Told the alarm's name and its new state after every state change."""
+OnTransition = Callable[[MetricAlarm, AlarmState], None]
+"""Told the alarm as written and the state it left, after every state change (the alarm's SNS
+actions: :class:`~shipway.service.alarm_actions.AlarmActions`)."""
 
 SETTLE_SECONDS = 2.0
 """How long after a period ends its datapoints may still be arriving (a request that ended at
@@ -74,6 +78,10 @@ def _ignore(name: str, state: AlarmState) -> None:
     pass
 
 
+def _no_actions(alarm: MetricAlarm, previous: AlarmState) -> None:
+    pass
+
+
 class AlarmService:
     def __init__(
         self,
@@ -82,12 +90,14 @@ class AlarmService:
         clock: Clock,
         account: Account,
         on_change: OnChange = _ignore,
+        on_transition: OnTransition = _no_actions,
     ) -> None:
         self._alarms = store.alarms
         self._metrics = metrics
         self._clock = clock
         self._account = account
         self._on_change = on_change
+        self._on_transition = on_transition
         self._evaluated: dict[str, tuple[float, datetime, AlarmState, int]] = {}
         """What each alarm was last evaluated on, once its window had settled: window end,
         configuration time, state and the metrics store's revision."""
@@ -262,8 +272,8 @@ class AlarmService:
             raise AlarmNotFound([request.alarm_name])
         _, window_end = evaluation_window(alarm.period, 1, now.timestamp())
         self._held[alarm.alarm_name] = window_end
-        if previous is not request.state_value:
-            self._notify(alarm.alarm_name, alarm.state_value)
+        if previous is not None and previous is not request.state_value:
+            self._notify(alarm, previous)
         return alarm
 
     def describe_alarm_history(
@@ -409,14 +419,19 @@ class AlarmService:
 
         updated = self._alarms.update(alarm.alarm_name, change)
         if updated is not None:
-            self._notify(updated.alarm_name, updated.state_value)
+            self._notify(updated, alarm.state_value)
         return updated
 
-    def _notify(self, name: str, state: AlarmState) -> None:
+    def _notify(self, alarm: MetricAlarm, previous: AlarmState) -> None:
+        name = alarm.alarm_name
         try:
-            self._on_change(name, state)
+            self._on_change(name, alarm.state_value)
         except Exception:  # telling the controller must never fail an evaluation
             log.exception("on_change for alarm %s failed", name)
+        try:
+            self._on_transition(alarm, previous)
+        except Exception:  # nor running its actions
+            log.exception("the actions of alarm %s failed", name)
 
 
 class AlarmEvaluator(Periodic):

@@ -33,6 +33,7 @@ from shipway.domain.model import Model
 from shipway.domain.shape import Shape
 from shipway.store import schema
 from shipway.store.alarms import AlarmStore
+from shipway.store.notifications import NotificationStore
 from shipway.store.scaling import ScalingStore
 
 __all__ = [
@@ -48,7 +49,7 @@ __all__ = [
 S = TypeVar("S", bound=Shape)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0005"
+HEAD = "0006"
 """The newest migration's revision (a test checks it is alembic's head)."""
 
 
@@ -317,6 +318,7 @@ class MetadataStore:
         self.instances = Instances(self.engine)
         self.alarms = AlarmStore(self.engine)
         self.scaling = ScalingStore(self.engine)
+        self.notifications = NotificationStore(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -20,6 +20,10 @@ __all__ = [
     "scalable_targets",
     "scaling_activities",
     "scaling_policies",
+    "sns_deliveries",
+    "sns_messages",
+    "sns_subscriptions",
+    "sns_topics",
 ]
 
 metadata = sa.MetaData()
@@ -134,4 +138,55 @@ async_invocations = sa.Table(
     sa.Column("lease_until", sa.Float, nullable=True),
     sa.Column("doc", sa.Text, nullable=False),
     sa.Index("ix_async_invocations_queue", "endpoint_key", "status", "id"),
+)
+
+# SNS: topics (names are case-sensitive, as SNS's are: the name itself is the key), their
+# subscriptions, the ids of the messages published (unique per topic: a caller-given MessageId
+# publishes once) and the outbox of deliveries, one row per message and subscription, written
+# before Publish answers and sent by the delivery loop until delivered or given up.
+sns_topics = sa.Table(
+    "sns_topics",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("arn", sa.String(512), nullable=False, unique=True),
+    sa.Column("creation_time", sa.Float, nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+)
+sns_subscriptions = sa.Table(
+    "sns_subscriptions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("arn", sa.String(1024), nullable=False, unique=True),
+    sa.Column("topic_name", sa.String(256), nullable=False, index=True),
+    sa.Column("protocol", sa.String(16), nullable=False),
+    sa.Column("endpoint", sa.Text, nullable=False),
+    sa.Column("confirmed", sa.Boolean, nullable=False),
+    sa.Column("token", sa.String(256), nullable=True, index=True),
+    sa.Column("doc", sa.Text, nullable=False),
+)
+sns_messages = sa.Table(
+    "sns_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("topic_name", sa.String(256), nullable=False),
+    sa.Column("message_id", sa.String(100), nullable=False),
+    sa.Column("creation_time", sa.Float, nullable=False, index=True),
+    sa.UniqueConstraint("topic_name", "message_id", name="uq_sns_messages_message_id"),
+)
+sns_deliveries = sa.Table(
+    "sns_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscription_arn", sa.String(1024), nullable=False, index=True),
+    sa.Column("message_id", sa.String(100), nullable=False),
+    sa.Column("message_type", sa.String(32), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt", sa.Float, nullable=False),
+    sa.Column("creation_time", sa.Float, nullable=False),
+    sa.Column("finished", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index("ix_sns_deliveries_due", "status", "next_attempt"),
 )
