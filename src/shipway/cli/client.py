@@ -34,6 +34,11 @@ if TYPE_CHECKING:
         MetricAlarm,
         PutMetricAlarmInput,
     )
+    from shipway.domain.async_inference import (
+        AsyncInvocation,
+        AsyncInvocationStatus,
+        QueueSummary,
+    )
     from shipway.domain.deployment import UpdateEndpointInput
     from shipway.domain.endpoint import (
         CreateEndpointInput,
@@ -66,6 +71,7 @@ __all__ = [
     "ClientError",
     "EndpointFailed",
     "InvocationResult",
+    "QueuedInvocation",
     "ServerUnreachable",
     "ShipwayClient",
     "WaitTimeout",
@@ -153,6 +159,16 @@ class InvocationResult:
     body: bytes
     content_type: str
     variant: str | None
+
+
+@dataclass(frozen=True)
+class QueuedInvocation:
+    """What InvokeEndpointAsync answered: the request's InferenceId, and where its answer (or
+    the reason it failed) will be written."""
+
+    inference_id: str
+    output_location: str
+    failure_location: str
 
 
 class ShipwayClient:
@@ -506,6 +522,100 @@ class ShipwayClient:
             content_type=response.headers.get("content-type", ""),
             variant=response.headers.get("x-amzn-invoked-production-variant"),
         )
+
+    def invoke_async(
+        self,
+        endpoint: str,
+        body: bytes | None = None,
+        *,
+        input_location: str | None = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        inference_id: str | None = None,
+        output_path_extension: str | None = None,
+        filename: str | None = None,
+        request_ttl_seconds: int | None = None,
+        invocation_timeout_seconds: int | None = None,
+    ) -> QueuedInvocation:
+        """Queue a request (SageMaker's InvokeEndpointAsync): the input object at
+        ``input_location``, or ``body`` sent inline (at most 128,000 bytes). The parameters
+        travel as the runtime's ``X-Amzn-SageMaker-*`` headers; the server checks them."""
+        members = {
+            "InputLocation": input_location,
+            "Content-Type": content_type,
+            "Accept": accept,
+            "Custom-Attributes": custom_attributes,
+            "Inference-Id": inference_id,
+            "S3OutputPathExtension": output_path_extension,
+            "Filename": filename,
+            "RequestTTLSeconds": request_ttl_seconds,
+            "InvocationTimeoutSeconds": invocation_timeout_seconds,
+        }
+        headers = {}
+        for member, value in members.items():
+            if value is None:
+                continue
+            text = str(value)
+            if not text.isascii() or not text.isprintable():
+                raise ClientError(
+                    f"{member} {text!r} is not printable ASCII: it is sent as a header"
+                )
+            headers[f"X-Amzn-SageMaker-{member}"] = text
+        response = self._request(
+            "POST",
+            f"/endpoints/{_name(endpoint)}/async-invocations",
+            content=body or None,
+            headers=headers,
+        )
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or "InferenceId" not in answer:
+            raise ClientError(f"{self.url} did not answer InvokeEndpointAsync with an InferenceId")
+        return QueuedInvocation(
+            inference_id=str(answer["InferenceId"]),
+            output_location=response.headers.get("x-amzn-sagemaker-outputlocation", ""),
+            failure_location=response.headers.get("x-amzn-sagemaker-failurelocation", ""),
+        )
+
+    def describe_async_invocation(
+        self, inference_id: str, *, endpoint: str | None = None
+    ) -> AsyncInvocation:
+        """One asynchronous request: the newest with this InferenceId (of ``endpoint``)."""
+        from shipway.domain.async_inference import AsyncInvocation
+
+        params = {} if endpoint is None else {"endpoint": endpoint}
+        path = f"/api/async-invocations/{_name(inference_id)}"
+        return _shape(AsyncInvocation, self._document("GET", path, params=params))
+
+    def list_async_invocations(
+        self,
+        *,
+        endpoint: str | None = None,
+        status: AsyncInvocationStatus | None = None,
+        max_results: int | None = None,
+    ) -> list[AsyncInvocation]:
+        """Asynchronous requests, newest first, following pages until ``max_results`` (or
+        all of them when None)."""
+        from shipway.domain.async_inference import AsyncInvocation, AsyncInvocationStatus
+
+        params = {}
+        if endpoint is not None:
+            params["endpoint"] = endpoint
+        if status is not None:
+            params["status"] = AsyncInvocationStatus(status).value
+        items = self._list("/api/async-invocations", "AsyncInvocations", params, max_results)
+        return [_shape(AsyncInvocation, item) for item in items]
+
+    def endpoint_queue(self, endpoint: str) -> QueueSummary:
+        """An asynchronous endpoint's backlog: requests queued and under way, the oldest's
+        age. ApiError ValidationException for an endpoint that is not asynchronous."""
+        from shipway.domain.async_inference import QueueSummary
+
+        answer = self._document("GET", f"/api/endpoints/{_name(endpoint)}/queue")
+        return _shape(QueueSummary, answer)
 
     def instance_types(self) -> list[InstanceType]:
         """The instance type catalog, by name."""

@@ -1,5 +1,8 @@
 """``shipway endpoints``: create (and wait for), describe, list, update (deploy a new
-configuration, with a live view of the deployment), watch a deployment, and delete endpoints."""
+configuration, with a live view of the deployment), watch a deployment, and delete endpoints.
+
+``describe`` of an asynchronous endpoint also shows its queue (requests waiting and under way,
+the oldest one's age) and where its answers go (:mod:`shipway.cli.async_invocations`)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from shipway.cli.client import ShipwayClient
+from shipway.cli.client import ApiError, ShipwayClient
 from shipway.cli.endpoint_configs import (
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_VARIANT_NAME,
@@ -41,6 +44,7 @@ from shipway.domain.shape import parse
 from shipway.domain.sorting import SortBy, SortOrder
 
 if TYPE_CHECKING:
+    from shipway.domain.async_inference import QueueSummary
     from shipway.monitor.shadow_report import ShadowPairReport, ShadowReport
 
 __all__ = [
@@ -343,9 +347,21 @@ def _duration(text: str, option: str) -> int:
 
 @app.command()
 def describe(ctx: typer.Context, name: Name, as_json: AsJson = False) -> None:
-    """Show an endpoint: its status, failure reason and each variant's weights and instances."""
-    endpoint = ctx.ensure_object(ShipwayClient).describe_endpoint(name)
+    """Show an endpoint: its status, failure reason and each variant's weights and instances;
+    for an asynchronous endpoint, its queue and where answers go."""
+    client = ctx.ensure_object(ShipwayClient)
+    endpoint = client.describe_endpoint(name)
     print_resource(endpoint, as_json=as_json, render=_render)
+    config = endpoint.async_inference_config
+    if config is None or as_json:
+        return
+    from shipway.cli.async_invocations import print_async_endpoint
+
+    try:
+        queue: QueueSummary | str = client.endpoint_queue(name)
+    except ApiError as exc:  # gone meanwhile: the description above stands
+        queue = f"{exc.code}: {exc.message}"
+    print_async_endpoint(config, queue)
 
 
 @app.command("list")

@@ -62,6 +62,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Autoscaling of endpoint variants: register, policy, show, watch, activities, "
         "deregister, delete-policy.",
     ),
+    "async": (
+        "shipway.cli.async_invocations:app",
+        "Asynchronous requests (InvokeEndpointAsync): list them, show one with its outcome.",
+    ),
 }
 """Each command: where it lives (``module:attribute``, a function or a :class:`typer.Typer`)
 and the line the root's help shows for it (a test checks it is the command's own)."""
