@@ -30,6 +30,7 @@ from pathlib import Path
 from shipway.compute.backend import ComputeBackend, InstanceSpec
 from shipway.control.lifecycle import VariantObservation, next_status
 from shipway.control.rollout import FleetObservation, Outcome, advance
+from shipway.domain.async_inference import MAX_INVOCATION_TIMEOUT_SECONDS
 from shipway.domain.clock import Clock
 from shipway.domain.deployment import DeploymentPhase
 from shipway.domain.endpoint import SERVING, Endpoint, EndpointStatus, find_model
@@ -611,7 +612,13 @@ class Controller:
             max_batch_size=self._settings.max_batch_size,
             max_batch_delay_ms=self._settings.max_batch_delay_ms,
             network_isolation=bool(model.enable_network_isolation),
-            predict_timeout_seconds=self._settings.model_timeout_seconds,
+            # an asynchronous request may take up to an hour (its own InvocationTimeoutSeconds,
+            # which the dispatcher holds it to): only past that is the model hung
+            predict_timeout_seconds=(
+                self._settings.model_timeout_seconds
+                if endpoint.config.async_inference_config is None
+                else float(MAX_INVOCATION_TIMEOUT_SECONDS)
+            ),
         )
         started = await self._backend.start(spec)
         now = self._clock.monotonic()

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_REQUEST_TTL_SECONDS",
     "INLINE_BODY_BYTES",
     "MAX_INPUT_BYTES",
+    "MAX_INVOCATION_TIMEOUT_SECONDS",
     "AsyncClientConfig",
     "AsyncInferenceConfig",
     "AsyncInvocation",
@@ -43,6 +44,7 @@ INLINE_BODY_BYTES = 128_000
 """The largest payload sent inline, in the request's body, instead of by InputLocation."""
 DEFAULT_REQUEST_TTL_SECONDS = 21_600
 DEFAULT_INVOCATION_TIMEOUT_SECONDS = 900
+MAX_INVOCATION_TIMEOUT_SECONDS = 3600
 
 _OUTPUT_PATH_EXTENSION = re.compile(r"^(?!s3:|https:)[a-zA-Z0-9!_.*'()/-]+$")
 _FILENAME = re.compile(r"^(?!.*\..*\.)[a-zA-Z0-9][a-zA-Z0-9-_\.]*$")
@@ -127,7 +129,9 @@ class InvokeEndpointAsyncInput(Shape):
     request_ttl_seconds: Annotated[int, Field(ge=60, le=21_600)] | None = Field(
         default=None, alias="RequestTTLSeconds"
     )
-    invocation_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] | None = None
+    invocation_timeout_seconds: (
+        Annotated[int, Field(ge=1, le=MAX_INVOCATION_TIMEOUT_SECONDS)] | None
+    ) = None
 
 
 class AsyncInvocationStatus(StrEnum):
