@@ -420,3 +420,40 @@ def test_a_request_queued_past_its_ttl_expires_to_the_failure_location(
     assert "RequestTTLSeconds of 60 s" in failure
     assert not local(waiting["OutputLocation"]).exists()
     wait_for_object(busy["OutputLocation"], timeout=30)
+
+
+def test_backlog_metrics_reach_prometheus_and_cloudwatch(
+    server: ShipwayServer, endpoint: str
+) -> None:
+    with server.client() as client:
+        deadline = time.monotonic() + 10
+        lines: list[str] = []
+        while time.monotonic() < deadline and len(lines) < 4:
+            text = client.get("/metrics").text
+            lines = [
+                line
+                for line in text.splitlines()
+                if f'endpoint_name="{endpoint}"' in line
+                and any(
+                    name in line
+                    for name in (
+                        "approximate_backlog_size{",
+                        "approximate_backlog_size_per_instance{",
+                        "approximate_age_of_oldest_request",
+                        "has_backlog_without_capacity",
+                    )
+                )
+            ]
+            time.sleep(0.2)
+    assert len(lines) >= 4, lines
+    cloudwatch = aws(server.url, "cloudwatch")
+    listed = cloudwatch.list_metrics(
+        Namespace="AWS/SageMaker", Dimensions=[{"Name": "EndpointName", "Value": endpoint}]
+    )
+    names = {m["MetricName"] for m in listed["Metrics"]}
+    assert {
+        "ApproximateBacklogSize",
+        "ApproximateBacklogSizePerInstance",
+        "ApproximateAgeOfOldestRequest",
+        "HasBacklogWithoutCapacity",
+    } <= names
