@@ -22,7 +22,9 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from typer.testing import CliRunner, Result
 
+from shipway.cli.main import app as cli
 from tests.fixtures.server import ShipwayServer, start_secured_server, start_server
 from tests.fixtures.sns_subscriber import Subscriber
 
@@ -387,6 +389,71 @@ def test_cloudwatch_and_sns_share_the_port_and_take_only_their_own_requests(
     wrong = httpx.post(server.url + "/", data={"Action": "DescribeAlarms", "Version": "2010-03-31"})
     assert wrong.status_code == 400
     assert "<Code>InvalidAction</Code>" in wrong.text
+
+
+def test_the_rest_api_and_the_cli_show_topics_and_how_deliveries_go(
+    server: ShipwayServer, sns: Any, subscriber: Subscriber
+) -> None:
+    topic = sns.create_topic(Name="watched", Attributes={"DisplayName": "Watched"})["TopicArn"]
+    subscribe_confirmed(sns, topic, subscriber, "/ok")
+    down = Subscriber().start()
+    down_url = down.url("/down")
+    subscribe_confirmed(sns, topic, down, "/down")
+    down.stop()  # refused from now on: its delivery stays pending, with the error
+    message_id = sns.publish(TopicArn=topic, Message="watch")["MessageId"]
+    subscriber.notification(message_id, "/ok")
+    sns.subscribe(TopicArn=topic, Protocol="http", Endpoint="http://127.0.0.1:9/never")
+
+    with httpx.Client(base_url=server.url, timeout=30) as rest:
+        topics = rest.get("/api/topics").json()["Topics"]
+        [watched] = [t for t in topics if t["Name"] == "watched"]
+        assert watched["TopicArn"] == topic
+        assert watched["Attributes"]["DisplayName"] == "Watched"
+        assert watched["Attributes"]["SubscriptionsConfirmed"] == "2"
+        assert watched["Attributes"]["SubscriptionsPending"] == "1"
+        assert rest.get("/api/topics/watched").json() == watched
+
+        def deliveries() -> dict[str, Any]:
+            answer = rest.get("/api/topics/watched/subscriptions").json()["Subscriptions"]
+            return {s["Endpoint"]: s for s in answer}
+
+        found = subscriber.wait_for(
+            lambda: (d := deliveries()) and d[down_url].get("LastError") and d,
+            what="a failed attempt recorded",
+        )
+        ok = found[subscriber.url("/ok")]
+        assert (ok["PendingConfirmation"], ok["DeliveriesDelivered"], ok["DeliveriesPending"]) == (
+            False,
+            2,  # the confirmation and the message
+            0,
+        )
+        assert found[down_url]["DeliveriesPending"] == 1
+        assert "ConnectionRefusedError" in found[down_url]["LastError"]
+        assert found["http://127.0.0.1:9/never"]["PendingConfirmation"] is True
+        missing = rest.get("/api/topics/no-such-topic/subscriptions")
+        assert missing.status_code == 404
+        assert missing.json()["code"] == "ResourceNotFound"
+
+    runner = CliRunner()
+
+    def shipway(*args: str, code: int = 0) -> Result:
+        result = runner.invoke(cli, ["--url", server.url, "topics", *args])
+        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
+        return result
+
+    assert "watched" in shipway("list").stdout
+    listed = json.loads(shipway("list", "--json").stdout)
+    assert topic in [t["TopicArn"] for t in listed["Topics"]]
+    shown = shipway("show", "watched").stdout
+    assert topic in shown
+    assert "Subscriptions" in shown
+    for word in ("pending", "confirmed", "refused"):  # the table wraps long cells
+        assert word in shown
+    as_json = json.loads(shipway("show", "watched", "--json").stdout)
+    assert as_json["TopicArn"] == topic
+    assert {s["Endpoint"] for s in as_json["Subscriptions"]} == set(found)
+    missing_topic = shipway("show", "no-such-topic", code=1)
+    assert missing_topic.stderr.startswith("Error: ResourceNotFound: Topic does not exist")
 
 
 def test_kill_9_loses_no_published_message(tmp_path: Path, subscriber: Subscriber) -> None:

@@ -1,7 +1,8 @@
 """Shipway's own REST API (FastAPI; OpenAPI at ``/openapi.json``, shown at ``/docs``, offline).
 
 Resources under ``/api``: models, endpoint configurations, endpoints, instance types, metrics,
-alarms and autoscaling (a variant's scalable target, its policies and activities).
+alarms, autoscaling (a variant's scalable target, its policies and activities) and SNS topics
+with their subscriptions (read-only: topics are made with boto3's ``sns`` client).
 Bodies use the same shapes as the SageMaker API, with its PascalCase member names. Invocations go
 to ``POST /endpoints/{name}/invocations``, the same path boto3's runtime client uses.
 
@@ -68,6 +69,7 @@ from shipway.domain.errors import (
 )
 from shipway.domain.listing import ListEndpointsInput, ListInput, SortBy, SortOrder
 from shipway.domain.model import CreateModelInput, CreateModelOutput, Model
+from shipway.domain.notification import SubscriptionDescription, TopicDescription
 from shipway.domain.scaling import (
     DeleteScalingPolicyInput,
     DeregisterScalableTargetInput,
@@ -625,6 +627,35 @@ def create_rest_app(platform: Platform) -> FastAPI:
             },
         )
         return dump(services.alarms.describe_alarm_history(request))
+
+    # --- topics (SNS's, which alarm actions and async inference notify) ------------------------
+
+    @app.get("/api/topics", tags=["topics"], summary="List SNS topics")
+    def list_topics() -> dict[str, list[TopicDescription]]:
+        """Every topic, by name, with its attributes (subscriptions confirmed and pending...)."""
+        notifications = services.notifications
+        return {"Topics": [notifications.describe(t) for t in notifications.topics()]}
+
+    @app.get(
+        "/api/topics/{name}",
+        tags=["topics"],
+        response_model_exclude_none=True,
+        responses=raises(NotFound),
+    )
+    def describe_topic(name: str) -> TopicDescription:
+        notifications = services.notifications
+        return notifications.describe(notifications.describe_topic(name))
+
+    @app.get(
+        "/api/topics/{name}/subscriptions",
+        tags=["topics"],
+        response_model_exclude_none=True,
+        responses=raises(NotFound),
+    )
+    def topic_subscriptions(name: str) -> dict[str, list[SubscriptionDescription]]:
+        """The topic's subscriptions, pending ones included, each with how the deliveries to
+        it are going (pending, delivered, given up, the last error)."""
+        return {"Subscriptions": services.notifications.describe_subscriptions(name)}
 
     # --- autoscaling (Application Auto Scaling's, for one variant at a time) -------------------
 

@@ -298,7 +298,7 @@ def _render(alarm: MetricAlarm) -> None:
     if alarm.alarm_description:
         console.print(f"About      {escape(alarm.alarm_description)}")
     console.print(f"ARN        {escape(alarm.alarm_arn)}")
-    actions = Table("On", "Actions (stored, not run)", title="Actions")
+    actions = Table("On", "Actions (SNS topics are notified)", title="Actions")
     for label, arns in (
         ("OK", alarm.ok_actions),
         ("ALARM", alarm.alarm_actions),

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     )
     from shipway.domain.instance_types import InstanceType
     from shipway.domain.model import CreateModelInput, Model, ModelSummary
+    from shipway.domain.notification import SubscriptionDescription, TopicDescription
     from shipway.domain.scaling import (
         EndpointScaling,
         ScalableTarget,
@@ -442,6 +443,27 @@ class ShipwayClient:
         path = f"/api/alarms/{_name(name)}/history"
         items = self._list(path, "AlarmHistoryItems", params, max_results)
         return [_shape(AlarmHistoryItem, item) for item in items]
+
+    # --- topics (SNS's) ------------------------------------------------------------------------
+
+    def list_topics(self) -> list[TopicDescription]:
+        """Every SNS topic, by name, with its attributes."""
+        from shipway.domain.notification import TopicDescription
+
+        topics = self._document("GET", "/api/topics").get("Topics", [])
+        return [_shape(TopicDescription, topic) for topic in topics]
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        from shipway.domain.notification import TopicDescription
+
+        return _shape(TopicDescription, self._document("GET", f"/api/topics/{_name(name)}"))
+
+    def topic_subscriptions(self, name: str) -> list[SubscriptionDescription]:
+        """The topic's subscriptions, with how the deliveries to each are going."""
+        from shipway.domain.notification import SubscriptionDescription
+
+        answer = self._document("GET", f"/api/topics/{_name(name)}/subscriptions")
+        return [_shape(SubscriptionDescription, s) for s in answer.get("Subscriptions", [])]
 
     # --- autoscaling ----------------------------------------------------------------------------
 

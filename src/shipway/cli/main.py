@@ -66,6 +66,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "shipway.cli.async_invocations:app",
         "Asynchronous requests (InvokeEndpointAsync): list them, show one with its outcome.",
     ),
+    "topics": (
+        "shipway.cli.topics:app",
+        "SNS topics (made with boto3's sns client): list them, show one with its subscriptions.",
+    ),
 }
 """Each command: where it lives (``module:attribute``, a function or a :class:`typer.Typer`)
 and the line the root's help shows for it (a test checks it is the command's own)."""

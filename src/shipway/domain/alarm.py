@@ -3,8 +3,10 @@
 An alarm watches one statistic of one metric (namespace, name, dimensions) over ``Period``
 seconds; it goes to ALARM when ``DatapointsToAlarm`` of the last ``EvaluationPeriods`` datapoints
 breach the threshold (the M-out-of-N rule), and ``TreatMissingData`` says what a period without
-data counts as. Actions (``OKActions``, ``AlarmActions``, ``InsufficientDataActions``) are stored
-and echoed, not executed. Metric math (``Metrics``, ``ThresholdMetricId``), anomaly-detection
+data counts as. Actions (``OKActions``, ``AlarmActions``, ``InsufficientDataActions``) that name
+an SNS topic of this server publish the alarm's notification to it on a change of state
+(:mod:`shipway.service.alarm_actions`); Auto Scaling policies read their alarms' states; any other
+action is stored and echoed. Metric math (``Metrics``, ``ThresholdMetricId``), anomaly-detection
 bands and the newer evaluation options are refused with a clear "not supported".
 
 A new alarm starts INSUFFICIENT_DATA; every change of its configuration or state is an
@@ -162,7 +164,7 @@ _UNSUPPORTED = {
     "WarmUpConfiguration": "WarmUpConfiguration is not supported.",
     "EvaluationInterval": "EvaluationInterval is not supported: alarms are evaluated every "
     "interval the server is configured with.",
-    "ActionConfiguration": "ActionConfiguration is not supported: actions are stored, not run.",
+    "ActionConfiguration": "ActionConfiguration is not supported.",
 }
 _SNAKE_UNSUPPORTED = {
     "metrics": "Metrics",

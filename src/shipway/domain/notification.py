@@ -53,11 +53,13 @@ __all__ = [
     "SubscribeInput",
     "Subscription",
     "SubscriptionArnOutput",
+    "SubscriptionDescription",
     "SubscriptionNotFound",
     "SubscriptionSummary",
     "TagsOutput",
     "Topic",
     "TopicArnInput",
+    "TopicDescription",
     "TopicNotFound",
     "TopicRef",
     "UnsubscribeInput",
@@ -305,6 +307,37 @@ class ListTagsForResourceInput(Shape):
 
 class TagsOutput(Shape):
     tags: list[Tag]
+
+
+# --- the REST API's views -----------------------------------------------------------------------
+
+
+class TopicDescription(Shape):
+    """A topic as the REST API and ``shipway topics`` show it."""
+
+    topic_arn: str
+    name: str
+    creation_time: datetime
+    attributes: dict[str, str]
+    """GetTopicAttributes' map (DisplayName, SubscriptionsConfirmed, SubscriptionsPending...)."""
+    tags: list[Tag]
+
+
+class SubscriptionDescription(Shape):
+    """A subscription and how the deliveries to it are going (those kept: the last week's)."""
+
+    subscription_arn: str
+    topic_arn: str
+    protocol: str
+    endpoint: str
+    pending_confirmation: bool
+    creation_time: datetime
+    deliveries_pending: int
+    deliveries_delivered: int
+    deliveries_failed: int
+    """Given up after the last retry."""
+    last_error: str | None = None
+    """Why the newest failed attempt failed."""
 
 
 # --- rules ------------------------------------------------------------------------------------

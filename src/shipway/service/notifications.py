@@ -42,9 +42,11 @@ from shipway.domain.notification import (
     SubscribeInput,
     Subscription,
     SubscriptionArnOutput,
+    SubscriptionDescription,
     SubscriptionNotFound,
     TagsOutput,
     Topic,
+    TopicDescription,
     TopicNotFound,
     TopicRef,
     check_endpoint,
@@ -57,7 +59,7 @@ from shipway.domain.notification import (
 )
 from shipway.service.notification_delivery import RetryPolicy
 from shipway.store.metadata import MetadataStore
-from shipway.store.notifications import Outgoing
+from shipway.store.notifications import DeliveryStatus, Outgoing
 
 __all__ = ["PAGE_SIZE", "TOKEN_SECONDS", "NotificationService"]
 
@@ -395,6 +397,38 @@ class NotificationService:
             found += page
             if after is None:
                 return found
+
+    def describe(self, topic: Topic) -> TopicDescription:
+        """A topic with its attributes, as the REST API shows it."""
+        return TopicDescription(
+            topic_arn=topic.topic_arn,
+            name=topic.name,
+            creation_time=topic.creation_time,
+            attributes=self.topic_attributes(topic),
+            tags=topic.tags,
+        )
+
+    def describe_subscriptions(self, name: str) -> list[SubscriptionDescription]:
+        """The topic's subscriptions, each with how its deliveries are going."""
+        described = []
+        for subscription in self.subscriptions_of(name):
+            arn = subscription.subscription_arn
+            counts = self._store.delivery_counts(arn)
+            described.append(
+                SubscriptionDescription(
+                    subscription_arn=arn,
+                    topic_arn=subscription.topic_arn,
+                    protocol=subscription.protocol,
+                    endpoint=subscription.endpoint,
+                    pending_confirmation=subscription.pending_confirmation,
+                    creation_time=subscription.creation_time,
+                    deliveries_pending=counts[DeliveryStatus.PENDING],
+                    deliveries_delivered=counts[DeliveryStatus.DELIVERED],
+                    deliveries_failed=counts[DeliveryStatus.FAILED],
+                    last_error=self._store.last_error(arn),
+                )
+            )
+        return described
 
     def _subscription_topic(self, arn: str) -> str:
         topic_arn, colon, label = arn.rpartition(":")

@@ -354,6 +354,31 @@ class NotificationStore:
         with self._engine.connect() as conn:
             return [_delivery(row) for row in conn.execute(stmt).all()]
 
+    def delivery_counts(self, subscription_arn: str) -> dict[DeliveryStatus, int]:
+        """How many deliveries to the subscription are kept, by status."""
+        d = self._deliveries
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(d.c.status, sa.func.count())
+                .where(d.c.subscription_arn == subscription_arn)
+                .group_by(d.c.status)
+            ).all()
+        counts = {status: 0 for status in DeliveryStatus}
+        counts.update({DeliveryStatus(row[0]): int(row[1]) for row in rows})
+        return counts
+
+    def last_error(self, subscription_arn: str) -> str | None:
+        """Why the newest failed attempt to deliver to the subscription failed, if any did."""
+        d = self._deliveries
+        with self._engine.connect() as conn:
+            error: str | None = conn.execute(
+                sa.select(d.c.last_error)
+                .where(d.c.subscription_arn == subscription_arn, d.c.last_error.is_not(None))
+                .order_by(sa.desc(sa.func.coalesce(d.c.finished, d.c.next_attempt)))
+                .limit(1)
+            ).scalar_one_or_none()
+        return error
+
     def prune(self, before: float) -> int:
         """Forget deliveries finished, and message ids published, before ``before``."""
         d = self._deliveries
