@@ -280,11 +280,20 @@ def test_unsubscribe_stops_delivery(sns: Any, subscriber: Subscriber) -> None:
     with pytest.raises(sns.exceptions.NotFoundException):
         sns.unsubscribe(SubscriptionArn=leaving)
     message_id = sns.publish(TopicArn=topic, Message="after")["MessageId"]
-    subscriber.notification(message_id, "/staying")
+    received = subscriber.notification(message_id, "/staying")
     time.sleep(0.3)  # what would have gone to /leaving went out with the other
     assert subscriber.messages("Notification", "/leaving") == []
     [remaining] = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
     assert remaining["Endpoint"] == subscriber.url("/staying")
+    # the UnsubscribeURL a notification carries unsubscribes with a plain GET (authentication
+    # off; with it on, the GET must be signed)
+    answer = httpx.get(received.body["UnsubscribeURL"])
+    assert answer.status_code == 200, answer.text
+    assert ElementTree.fromstring(answer.text).tag == f"{NS}UnsubscribeResponse"
+    assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
+    sns.publish(TopicArn=topic, Message="to nobody")
+    time.sleep(0.3)
+    assert len(subscriber.messages("Notification")) == 1
 
 
 def test_a_subscriber_that_fails_twice_gets_the_message_on_the_retry(
