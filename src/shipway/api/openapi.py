@@ -203,6 +203,80 @@ def invocation_responses() -> Responses:
     }
 
 
+class AsyncInvocationQueued(BaseModel):
+    """InvokeEndpointAsync's answer: the request's id (its locations are headers)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    InferenceId: str
+
+
+def async_invocation_request() -> dict[str, Any]:
+    """``openapi_extra`` of the asynchronous invocation path: its headers and inline body."""
+    printable = r"^[\x20-\x7e]*$"
+
+    def header(name: str, limit: int, description: str) -> dict[str, Any]:
+        schema = {"type": "string", "maxLength": limit, "pattern": printable}
+        return {"name": name, "in": "header", "description": description, "schema": schema}
+
+    return {
+        "parameters": [
+            header("X-Amzn-SageMaker-InputLocation", 1024, "URL of the input object"),
+            header("X-Amzn-SageMaker-Content-Type", 1024, "The input's type"),
+            header("X-Amzn-SageMaker-Accept", 1024, "The answer's type"),
+            header("X-Amzn-SageMaker-Inference-Id", 64, "An id for this request"),
+            header("X-Amzn-SageMaker-S3OutputPathExtension", 512, "A folder under the output"),
+            header("X-Amzn-SageMaker-Filename", 32, "The output object's name"),
+            header("X-Amzn-SageMaker-RequestTTLSeconds", 5, "60 to 21600 (default 21600)"),
+            header("X-Amzn-SageMaker-InvocationTimeoutSeconds", 4, "1 to 3600 (default 900)"),
+        ],
+        "requestBody": {
+            "required": False,
+            "description": "Instead of InputLocation: the input itself, at most 128,000 bytes",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
+    }
+
+
+def async_invocation_responses() -> Responses:
+    """Every answer of ``POST /endpoints/{name}/async-invocations`` (``api/runtime.py``)."""
+    error_type = {
+        "x-amzn-ErrorType": {
+            "description": "The error's code (ValidationError...)",
+            "schema": {"type": "string"},
+        }
+    }
+    location = {"schema": {"type": "string"}}
+
+    def error(description: str) -> dict[str, Any]:
+        return {"model": InvocationErrorBody, "description": description, "headers": error_type}
+
+    return {
+        202: {
+            "model": AsyncInvocationQueued,
+            "description": "Queued",
+            "headers": {
+                "x-amzn-sagemaker-outputlocation": {
+                    "description": "Where the answer will be written",
+                    **location,
+                },
+                "x-amzn-sagemaker-failurelocation": {
+                    "description": "Where a failure will be written",
+                    **location,
+                },
+            },
+        },
+        400: error(
+            "ValidationError: unknown or non-asynchronous endpoint, a missing or unreadable "
+            "input, a parameter out of range"
+        ),
+        403: error("An authentication error (when the server has access keys)"),
+        413: error("ValidationError: an inline body over 128,000 bytes"),
+        500: error("InternalFailure"),
+        503: error("ServiceUnavailable: the queue cannot be reached"),
+    }
+
+
 _VALIDATION = "ValidationException: a parameter or the body is not valid"
 _FORBIDDEN = (
     "An authentication error (MissingAuthenticationTokenException, "

@@ -29,6 +29,8 @@ from shipway import __version__
 from shipway.api.docs import add_docs
 from shipway.api.openapi import (
     DocumentedAPI,
+    async_invocation_request,
+    async_invocation_responses,
     invocation_request,
     invocation_responses,
     raises,
@@ -428,9 +430,11 @@ def create_rest_app(platform: Platform) -> FastAPI:
         tags=["invocations"],
         summary="Queue an asynchronous request (the SageMaker runtime's InvokeEndpointAsync)",
         status_code=202,
-        responses=raises(ValidationError),
+        response_class=Response,
+        responses=async_invocation_responses(),
+        openapi_extra=async_invocation_request(),
     )
-    async def invoke_async(name: str, request: Request) -> JSONResponse:
+    async def invoke_async(name: str, request: Request) -> Response:
         """The request's parameters are headers, as on the SageMaker runtime:
         ``X-Amzn-SageMaker-InputLocation`` (the input object's URL; or send a body of at most
         128,000 bytes instead), ``X-Amzn-SageMaker-Content-Type``, ``X-Amzn-SageMaker-Accept``,

@@ -58,7 +58,7 @@ POLL_SECONDS = 1.0
 """How often the dispatcher looks at the queue without being woken (leases that ran out)."""
 METRICS_SECONDS = 1.0
 
-Publish = Callable[[str, str, str], None]
+Publish = Callable[[str, str, str], object]
 """``publish(topic_arn, message, message_id)``: durable, and idempotent by message id."""
 
 

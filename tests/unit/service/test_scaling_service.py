@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from shipway.domain.alarm import AlarmState, ComparisonOperator
+from shipway.domain.async_inference import AsyncInferenceConfig
 from shipway.domain.clock import ManualClock
 from shipway.domain.endpoint import CreateEndpointInput, Endpoint, EndpointStatus
 from shipway.domain.endpoint_config import CreateEndpointConfigInput
@@ -270,10 +271,10 @@ def test_an_async_endpoint_may_scale_to_zero(scaling: Scaling) -> None:
         scaling.register(MinCapacity=0, MaxCapacity=3)
 
     def asynchronous(endpoint: Endpoint) -> Endpoint:
-        # CreateEndpointConfig refuses AsyncInferenceConfig until issue 12: store it directly
-        config = endpoint.config.model_copy(
-            update={"async_inference_config": {"OutputConfig": {"S3OutputPath": "s3://b/o"}}}
+        async_config = AsyncInferenceConfig.model_validate(
+            {"OutputConfig": {"S3OutputPath": "s3://b/o"}}
         )
+        config = endpoint.config.model_copy(update={"async_inference_config": async_config})
         return endpoint.model_copy(update={"config": config})
 
     scaling.store.endpoints.update("orders", asynchronous)

@@ -238,10 +238,6 @@ def test_multi_model_mode_is_not_supported_yet(services: Services) -> None:
     ("fields", "variants", "feature"),
     [
         pytest.param(
-            {"AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": "s3://b/out"}}},
-            [variant()], "AsyncInferenceConfig", id="async",
-        ),
-        pytest.param(
             {"DataCaptureConfig": {"InitialSamplingPercentage": 100,
                                    "DestinationS3Uri": "s3://b/capture",
                                    "CaptureOptions": [{"CaptureMode": "Input"}]}},
@@ -664,3 +660,22 @@ def test_the_config_and_models_a_deployment_moves_to_can_be_deleted(
     assert [m.model_name for m in endpoint.models] == ["m"]
     assert [m.model_name for m in endpoint.deployment.models] == ["m2"]
     assert endpoint.deployment.config.endpoint_config_name == "c2"
+
+
+def test_an_async_config_is_kept_and_its_paths_checked(services: Services) -> None:
+    services.model("m")
+    output = {"S3OutputPath": "s3://bucket/out", "S3FailurePath": "s3://bucket/failed"}
+    services.config("c", variant(), AsyncInferenceConfig={"OutputConfig": output})
+
+    stored = services.store.endpoint_configs.get("c")
+    assert stored is not None
+    assert stored.async_inference_config is not None
+    assert stored.async_inference_config.output_config.failure_path == "s3://bucket/failed"
+    with pytest.raises(ValidationError, match="https://"):
+        services.config(
+            "d", variant(), AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "https://x/y"}}
+        )
+    with pytest.raises(ValidationError, match="needs an S3OutputPath"):
+        services.config(
+            "e", variant(), AsyncInferenceConfig={"OutputConfig": {"S3FailurePath": "s3://b/f"}}
+        )
