@@ -19,6 +19,7 @@ import pytest
 
 from tests.fixtures import models
 from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.sns_subscriber import Subscriber
 from tests.integration.rollouts import aws
 from tests.integration.test_async import ASYNC_INFERENCE_PY, create_async_endpoint, local
 
@@ -57,8 +58,20 @@ def test_kill_9_with_a_thousand_requests_queued_loses_and_repeats_nothing(
     redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
     env = queue_env(backend, redis_url)
     server = start_server(tmp_path / "home", env=env)
+    subscriber = Subscriber().start()
     try:
-        create_async_endpoint(server, "durable", model, tmp_path, concurrency=4)
+        sns = aws(server.url, "sns")
+        topic = sns.create_topic(Name="durable-done")["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=subscriber.url())
+        subscriber.wait_for(lambda: subscriber.confirmations, 20, "the confirmation")
+        create_async_endpoint(
+            server,
+            "durable",
+            model,
+            tmp_path,
+            concurrency=4,
+            notifications={"SuccessTopic": topic},
+        )
         inputs = tmp_path / "inputs"
         inputs.mkdir()
         runtime = aws(server.url, "sagemaker-runtime")
@@ -118,12 +131,36 @@ def test_kill_9_with_a_thousand_requests_queued_loses_and_repeats_nothing(
                 if not token:
                     break
         assert statuses == {"Completed": REQUESTS}
+
+        def notified() -> dict[str, set[str]]:
+            """The MessageIds each request was notified under."""
+            found: dict[str, set[str]] = {}
+            for received in subscriber.messages("Notification"):
+                inference_id = json.loads(received.body["Message"])["inferenceId"]
+                found.setdefault(inference_id, set()).add(received.body["MessageId"])
+            return found
+
+        subscriber.wait_for(lambda: len(notified()) == REQUESTS, 60, "every notification")
+        time.sleep(1.0)  # anything still on its way
+        messages = notified()
+        assert sorted(messages) == sorted(f"request-{i}" for i in range(REQUESTS))
+        # one message per request, however often it ran: a rerun publishes nothing new
+        assert all(len(ids) == 1 for ids in messages.values()), [
+            (request, ids) for request, ids in messages.items() if len(ids) > 1
+        ]
+        # SNS's HTTP delivery is at least once (as AWS's): a POST the subscriber answered just
+        # as the server was killed is sent again, under the same MessageId, which subscribers
+        # deduplicate on; only such a window may repeat one
+        posts = len(subscriber.messages("Notification"))
+        assert posts - REQUESTS <= 8, f"{posts - REQUESTS} deliveries repeated"
+        print(f"{posts - REQUESTS} deliveries repeated (same MessageId) across the kill")
         assert not (failure_dir := tmp_path / "durable" / "failure").exists() or not any(
             failure_dir.iterdir()
         )
         print(f"{done_before} done before the kill; {redelivered} taken again after it")
     finally:
         restarted.stop()
+        subscriber.stop()
 
 
 @pytest.mark.slow
