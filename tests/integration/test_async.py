@@ -8,7 +8,10 @@ input.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import textwrap
 import time
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ from botocore.exceptions import ClientError
 from tests.fixtures import models
 from tests.fixtures.server import ShipwayServer, start_server
 from tests.integration.rollouts import ROLE, aws
+from tests.integration.test_serverless import instance_processes
 
 ASYNC_INFERENCE_PY = textwrap.dedent(
     """
@@ -457,3 +461,99 @@ def test_backlog_metrics_reach_prometheus_and_cloudwatch(
         "ApproximateAgeOfOldestRequest",
         "HasBacklogWithoutCapacity",
     } <= names
+
+
+def wait_for_status(
+    server: ShipwayServer, inference_id: str, timeout: float = 60
+) -> dict[str, Any]:
+    with server.client() as client:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shown = client.get(f"/api/async-invocations/{inference_id}").json()
+            if shown.get("Status") in ("Completed", "Failed"):
+                return dict(shown)
+            time.sleep(0.1)
+    raise AssertionError(f"{inference_id} not finished after {timeout} s")
+
+
+def test_a_request_whose_instance_is_killed_runs_again_and_completes(
+    server: ShipwayServer, model: models.Trained, data: Path
+) -> None:
+    create_async_endpoint(server, "lost-async", model, data, concurrency=1)
+    runtime = aws(server.url, "sagemaker-runtime")
+    response = runtime.invoke_endpoint_async(
+        EndpointName="lost-async",
+        InputLocation=upload(data, "lost.json", {"rows": model.rows.tolist(), "sleep": 2}),
+        ContentType="application/json",
+        InferenceId="lost-request",
+    )
+    with server.client() as client:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if client.get("/api/async-invocations/lost-request").json()["Status"] == "InProgress":
+                break
+            time.sleep(0.05)
+    time.sleep(0.5)  # it is in the model now
+    victims = instance_processes(server, "lost-async")
+    assert victims
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    answer = json.loads(wait_for_object(response["OutputLocation"], timeout=60))
+    np.testing.assert_array_equal(answer, model.expected)
+    shown = wait_for_status(server, "lost-request")
+    assert shown["Status"] == "Completed"
+    assert shown["Attempts"] == 2
+
+
+def test_no_instance_holds_more_than_max_concurrent_invocations(
+    server: ShipwayServer, model: models.Trained, data: Path
+) -> None:
+    create_async_endpoint(server, "capped-async", model, data, concurrency=2)
+    runtime = aws(server.url, "sagemaker-runtime")
+    ids = []
+    for index in range(6):
+        ids.append(
+            runtime.invoke_endpoint_async(
+                EndpointName="capped-async",
+                InputLocation=upload(
+                    data, f"capped-{index}.json", {"rows": model.rows.tolist(), "sleep": 0.5}
+                ),
+                ContentType="application/json",
+            )["InferenceId"]
+        )
+    most = 0
+    with server.client() as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            queue = client.get("/api/endpoints/capped-async/queue").json()
+            most = max(most, queue["InProgress"])
+            if queue["ApproximateBacklogSize"] == 0:
+                break
+            time.sleep(0.02)
+    assert most == 2
+    assert all(wait_for_status(server, i)["Status"] == "Completed" for i in ids)
+
+
+def test_requests_queued_for_a_deleted_endpoint_fail_saying_so(
+    server: ShipwayServer, model: models.Trained, data: Path
+) -> None:
+    sagemaker = create_async_endpoint(server, "doomed-async", model, data, concurrency=1)
+    runtime = aws(server.url, "sagemaker-runtime")
+    first = runtime.invoke_endpoint_async(
+        EndpointName="doomed-async",
+        InputLocation=upload(data, "doomed-0.json", {"rows": model.rows.tolist(), "sleep": 3}),
+        ContentType="application/json",
+    )
+    queued = runtime.invoke_endpoint_async(
+        EndpointName="doomed-async",
+        InputLocation=upload(data, "doomed-1.json", {"rows": model.rows.tolist()}),
+        ContentType="application/json",
+    )
+    time.sleep(0.5)
+    sagemaker.delete_endpoint(EndpointName="doomed-async")
+
+    failure = wait_for_object(queued["FailureLocation"], timeout=60).decode()
+    assert "was deleted before the request ran" in failure
+    assert wait_for_status(server, first["InferenceId"])["Status"] in ("Completed", "Failed")

@@ -41,7 +41,7 @@ from shipway.domain.clock import Clock
 from shipway.domain.errors import ModelError, ServiceUnavailable, ShipwayError, ValidationError
 from shipway.monitor.metrics import MetricsStore
 from shipway.periodic import Periodic
-from shipway.router.router import Invocation, ModelStreamError, Router
+from shipway.router.router import InstanceLost, Invocation, ModelStreamError, Router
 from shipway.store.invocation_queue import LEASE_SECONDS, Backlog, InvocationQueue
 
 __all__ = ["BACKLOG_METRICS", "AsyncDispatcher", "Publish"]
@@ -54,6 +54,9 @@ BACKLOG_METRICS = (
     "ApproximateAgeOfOldestRequest",
     "HasBacklogWithoutCapacity",
 )
+MAX_ATTEMPTS = 3
+"""Times a request is sent before an instance lost under it fails it (a model that crashes its
+instance on that input would otherwise be sent it for ever)."""
 POLL_SECONDS = 1.0
 """How often the dispatcher looks at the queue without being woken (leases that ran out)."""
 METRICS_SECONDS = 1.0
@@ -287,6 +290,18 @@ class AsyncDispatcher:
                     "Inference timed out: the model did not complete the answer within the "
                     f"InvocationTimeoutSeconds of {invocation.invocation_timeout_seconds} s.",
                 )
+            elif _lost(exc) and invocation.attempts < MAX_ATTEMPTS:
+                # its instance went (scaled in, replaced, crashed): run it again elsewhere
+                log.warning(
+                    "the instance running %s went away; queued again", invocation.inference_id
+                )
+                raise _Released from exc
+            elif isinstance(exc, InstanceLost | ModelStreamError) and _lost(exc):
+                await self._fail(
+                    invocation,
+                    f"{exc.message} (the request was sent {invocation.attempts} times, and its "
+                    "instance stopped each time)",
+                )
             elif isinstance(exc, ModelError):
                 await self._fail(
                     invocation, exc.message, exc.original_message.encode(errors="replace")
@@ -411,6 +426,14 @@ class AsyncDispatcher:
                         invocation.request_id,
                     )
             self._queue.finish(invocation)
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether the request failed because its instance went away, not because of the model's
+    answer: it stopped before answering, or broke off its answer."""
+    return isinstance(exc, InstanceLost) or (
+        isinstance(exc, ModelStreamError) and exc.error_code == "StreamBroken"
+    )
 
 
 def _header(value: str | None) -> bytes | None:

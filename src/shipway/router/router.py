@@ -74,6 +74,7 @@ from shipway.router.upstream import (
 __all__ = [
     "Demand",
     "EndpointNotFound",
+    "InstanceLost",
     "Invocation",
     "InvocationResult",
     "InvocationStream",
@@ -117,6 +118,11 @@ INVOCATION_METRICS = (
 class EndpointNotFound(ValidationError):
     def __init__(self, name: str, account_id: str) -> None:
         super().__init__(f"Endpoint {name} of account {account_id} not found.")
+
+
+class InstanceLost(ModelError):
+    """The instance went away while it held the request (it crashed, or was stopped): the
+    request may be sent again (the asynchronous dispatcher does, a few times)."""
 
 
 class ModelStreamError(ShipwayError):
@@ -525,9 +531,10 @@ class Router:
         self._record(route, variant, started, sent, 500)
         if isinstance(exc, ConnectionLost):
             self._down(instance.instance_id)
-            return self._model_error(
+            lost = self._model_error(
                 instance, 0, f"The instance stopped while handling the request: {exc}"
             )
+            return InstanceLost(lost.original_status, lost.original_message, log=lost.log)
         instance.timeouts += 1
         if instance.timeouts >= self.max_timeouts:
             self.table.mark_down(instance.instance_id)
