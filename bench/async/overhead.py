@@ -30,7 +30,7 @@ same JSON body of a few rows. This script and its clients run on the other core 
 Server-side CPU per request (server process: router, REST, dispatcher and queue; the instance;
 Redis) is read from /proc around every throughput run, with the server core's foreign load.
 
-    .venv/bin/python bench/async/overhead.py                        # both backends, ~1.5 min
+    .venv/bin/python bench/async/overhead.py                        # both backends, under 2 minutes
     .venv/bin/python bench/async/overhead.py --requests 500 --backends sqlite
 
 Prints a markdown table and writes every measurement to ``bench/async/results-<time>.json``
