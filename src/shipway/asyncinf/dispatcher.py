@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shipway.asyncinf.locations import CHUNK_BYTES, InputMissing, Locations
+from shipway.asyncinf.locations import CHUNK_BYTES, InputMissing, Locations, Writer
 from shipway.asyncinf.notification import INLINE_RESPONSE_BYTES, notification_message
 from shipway.domain.async_inference import (
     AsyncInvocation,
@@ -242,16 +242,18 @@ class AsyncDispatcher:
             return
         request = Invocation(
             endpoint_name=invocation.endpoint_name,
-            body=b"",
+            body=body if isinstance(body, bytes) else b"",
             content_type=_header(invocation.content_type),
             accept=_header(invocation.accept),
             custom_attributes=_header(invocation.custom_attributes),
             inference_id=invocation.inference_id.encode(),
-            source=body,
+            source=None if isinstance(body, bytes) else body,
             timeout=float(invocation.invocation_timeout_seconds),
             asynchronous=True,
         )
-        writer = await asyncio.to_thread(self._locations.writer, invocation.output_location)
+        # an answer of at most a chunk is written in one go; a larger one streams to a writer
+        writer: Writer | None = None
+        output = invocation.output_location
         head = bytearray()
         size = 0
         try:
@@ -262,26 +264,29 @@ class AsyncDispatcher:
                     raise _Released from exc
                 except ValidationError as exc:  # not in service (Deleting, Creating...)
                     raise _Released from exc
+                pending = bytearray()
                 try:
-                    await asyncio.to_thread(writer.open)
-                    pending = bytearray()
                     async for piece in stream:
                         size += len(piece)
                         if len(head) <= INLINE_RESPONSE_BYTES:
                             head += piece[: INLINE_RESPONSE_BYTES + 1 - len(head)]
                         pending += piece
                         if len(pending) >= CHUNK_BYTES:
+                            if writer is None:
+                                writer = await asyncio.to_thread(self._locations.writer, output)
                             await asyncio.to_thread(writer.write, bytes(pending))
                             pending.clear()
-                    if pending:
-                        await asyncio.to_thread(writer.write, bytes(pending))
                 finally:
                     await stream.aclose()
-                await asyncio.to_thread(writer.commit)
+                if writer is None:
+                    await asyncio.to_thread(self._locations.put, output, bytes(pending))
+                else:
+                    await asyncio.to_thread(writer.finish, bytes(pending))
         except _Released:
             raise
         except BaseException as exc:
-            await asyncio.to_thread(writer.discard)
+            if writer is not None:
+                await asyncio.to_thread(writer.discard)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             if isinstance(exc, TimeoutError):
@@ -319,7 +324,8 @@ class AsyncDispatcher:
         invocation.response_content_type = stream.content_type.decode("latin-1")
         invocation.invoked_production_variant = stream.variant_name
         include = NotificationTopicKind.SUCCESS_NOTIFICATION_TOPIC in invocation.include_response_in
-        await self._conclude(
+        await asyncio.to_thread(
+            self._settle,
             invocation,
             invocation.success_topic,
             bytes(head) if include and size <= INLINE_RESPONSE_BYTES else None,
@@ -333,28 +339,39 @@ class AsyncDispatcher:
         invocation.failure_reason = reason
         invocation.end_time = self._clock.now()
         body = content if content else reason.encode()
-        try:
-            await asyncio.to_thread(self._locations.put, invocation.failure_location, body)
-        except Exception as exc:
-            log.warning(
-                "could not write the failure of %s to %s: %s",
-                invocation.inference_id,
-                invocation.failure_location,
-                exc,
-            )
         include = NotificationTopicKind.ERROR_NOTIFICATION_TOPIC in invocation.include_response_in
-        await self._conclude(
-            invocation, invocation.error_topic, body if include and content else None
+        await asyncio.to_thread(
+            self._settle,
+            invocation,
+            invocation.error_topic,
+            body if include and content else None,
+            body,
         )
 
-    async def _conclude(
-        self, invocation: AsyncInvocation, topic: str | None, response: bytes | None
+    def _settle(
+        self,
+        invocation: AsyncInvocation,
+        topic: str | None,
+        response: bytes | None,
+        failure: bytes | None = None,
     ) -> None:
-        """Publish the outcome (once per request, by its id), then finish it in the queue."""
+        """Write a failure's object, publish the outcome (once per request, by its id), drop an
+        inline input, then finish the request in the queue: in this order, in one worker
+        thread (one hop from the event loop for all of it)."""
+        if failure is not None:
+            try:
+                self._locations.put(invocation.failure_location, failure)
+            except Exception as exc:
+                log.warning(
+                    "could not write the failure of %s to %s: %s",
+                    invocation.inference_id,
+                    invocation.failure_location,
+                    exc,
+                )
         if topic is not None:
             message = notification_message(invocation, self._region, response)
             try:
-                await asyncio.to_thread(self._publish, topic, message, invocation.request_id)
+                self._publish(topic, message, invocation.request_id)
             except Exception as exc:
                 log.warning(
                     "could not publish the outcome of %s to %s: %s",
@@ -364,8 +381,8 @@ class AsyncDispatcher:
                 )
         if invocation.inline_input:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._locations.remove, invocation.input_location)
-        await asyncio.to_thread(self._queue.finish, invocation)
+                self._locations.remove(invocation.input_location)
+        self._queue.finish(invocation)
 
     def _renew(self) -> None:
         ids = list(self._running)
@@ -411,21 +428,11 @@ class AsyncDispatcher:
         for invocation in self._queue.claim(endpoint_name, 1000, self._clock.time()):
             if invocation.request_id in self._running:
                 continue
+            reason = f"Endpoint {endpoint_name} was deleted before the request ran."
             invocation.status = AsyncInvocationStatus.FAILED
-            invocation.failure_reason = (
-                f"Endpoint {endpoint_name} was deleted before the request ran."
-            )
+            invocation.failure_reason = reason
             invocation.end_time = self._clock.now()
-            with contextlib.suppress(Exception):
-                self._locations.put(invocation.failure_location, invocation.failure_reason.encode())
-            if invocation.error_topic is not None:
-                with contextlib.suppress(Exception):
-                    self._publish(
-                        invocation.error_topic,
-                        notification_message(invocation, self._region),
-                        invocation.request_id,
-                    )
-            self._queue.finish(invocation)
+            self._settle(invocation, invocation.error_topic, None, reason.encode())
 
 
 def _lost(exc: BaseException) -> bool:

@@ -114,22 +114,24 @@ class Locations:
             raise InputMissing(f"The input location {url} is a folder, not an object.")
         return int(info.get("size") or 0)
 
-    def body(self, url: str) -> ObjectBody:
-        """The object as a streamed request body (blocking: it reads the size)."""
+    def body(self, url: str) -> bytes | ObjectBody:
+        """The object as a request body (blocking): its bytes when it is at most
+        :data:`CHUNK_BYTES` (read at once), else a body streamed as it is sent."""
         size = self.size(url)
         fs, path = self._fs(url)
+        if size <= CHUNK_BYTES:
+            try:
+                data: bytes = fs.cat_file(path)
+            except FileNotFoundError:
+                raise InputMissing(f"The input object {url} does not exist.") from None
+            return data
         return ObjectBody(fs, path, size)
 
     def put(self, url: str, data: bytes) -> None:
         """Write a small object at once, atomically (blocking)."""
         writer = Writer(self, url)
         writer.open()
-        try:
-            writer.write(data)
-        except BaseException:
-            writer.discard()
-            raise
-        writer.commit()
+        writer.finish(data)
 
     def remove(self, url: str) -> None:
         fs, path = self._fs(url)
@@ -137,7 +139,10 @@ class Locations:
             fs.rm_file(path)
 
     def writer(self, url: str) -> Writer:
-        return Writer(self, url)
+        """An object to write piece by piece, opened (blocking)."""
+        writer = Writer(self, url)
+        writer.open()
+        return writer
 
 
 class Writer:
@@ -169,6 +174,16 @@ class Writer:
         self._handle.close()
         if self._local:
             os.replace(self._temporary, self._path)
+
+    def finish(self, data: bytes) -> None:
+        """Write the last piece and commit; on failure nothing appears."""
+        try:
+            if data:
+                self.write(data)
+        except BaseException:
+            self.discard()
+            raise
+        self.commit()
 
     def discard(self) -> None:
         """Drop what was written: the object does not appear (or keeps its former content)."""

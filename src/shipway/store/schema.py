@@ -125,7 +125,8 @@ scaling_activities = sa.Table(
 
 # Asynchronous inference: the queue of InvokeEndpointAsync requests when it lives in the metadata
 # store (SQLite, PostgreSQL). ``id`` orders the queue; a request is claimable while InQueue, or
-# InProgress past ``lease_until`` (its dispatcher stopped renewing it).
+# InProgress past ``lease_until`` (its dispatcher stopped renewing it). ``status``, ``attempts``
+# and ``started`` override the document's, so a claim or a release rewrites no JSON.
 async_invocations = sa.Table(
     "async_invocations",
     metadata,
@@ -136,8 +137,11 @@ async_invocations = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("enqueued", sa.Float, nullable=False),
     sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("started", sa.Float, nullable=True),
     sa.Column("doc", sa.Text, nullable=False),
     sa.Index("ix_async_invocations_queue", "endpoint_key", "status", "id"),
+    sa.Index("ix_async_invocations_backlog", "status", "endpoint_key", "enqueued"),
 )
 
 # SNS: topics (names are case-sensitive, as SNS's are: the name itself is the key), their

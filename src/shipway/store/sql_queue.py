@@ -31,11 +31,17 @@ _QUEUED = AsyncInvocationStatus.IN_QUEUE.value
 _RUNNING = AsyncInvocationStatus.IN_PROGRESS.value
 
 
-def _load(status: str, doc: str) -> AsyncInvocation:
-    """A row's request; its status is the column's, which a release or a recovery sets back to
-    InQueue without rewriting the document."""
+_COLUMNS = (_T.c.status, _T.c.attempts, _T.c.started, _T.c.doc)
+
+
+def _load(status: str, attempts: int, started: float | None, doc: str) -> AsyncInvocation:
+    """A row's request: its status, attempts and start time are the columns' (a claim, a
+    release or a recovery changes them without rewriting the document)."""
     invocation = AsyncInvocation.model_validate_json(doc)
     invocation.status = AsyncInvocationStatus(status)
+    invocation.attempts = attempts
+    if started is not None:
+        invocation.start_time = datetime.fromtimestamp(started, UTC)
     return invocation
 
 
@@ -64,6 +70,7 @@ class SqlInvocationQueue:
             conn.execute(
                 _T.insert().values(
                     request_id=invocation.request_id,
+                    attempts=invocation.attempts,
                     inference_id=invocation.inference_id,
                     endpoint_key=invocation.endpoint_name.lower(),
                     status=invocation.status.value,
@@ -76,36 +83,34 @@ class SqlInvocationQueue:
     def claim(self, endpoint_name: str, limit: int, now: float) -> list[AsyncInvocation]:
         if limit <= 0:
             return []
-        claimable = sa.or_(
-            _T.c.status == _QUEUED, sa.and_(_T.c.status == _RUNNING, _T.c.lease_until < now)
+        # the IN narrows the index to open requests (finished ones are never read); the OR
+        # then keeps the queued ones and the running ones whose lease ran out
+        claimable = sa.and_(
+            _T.c.status.in_([_QUEUED, _RUNNING]),
+            sa.or_(_T.c.status == _QUEUED, _T.c.lease_until < now),
         )
         query = (
-            sa.select(_T.c.id, _T.c.doc)
+            sa.select(_T.c.id, _T.c.attempts, _T.c.doc)
             .where(_T.c.endpoint_key == endpoint_name.lower(), claimable)
             .order_by(_T.c.id)
             .limit(limit)
         )
         if self._postgres:
             query = query.with_for_update(skip_locked=True)
-        claimed = []
-        started = datetime.fromtimestamp(now, UTC)
         with self._writing() as conn:
-            for row_id, doc in conn.execute(query).all():
-                invocation = AsyncInvocation.model_validate_json(doc)
-                invocation.status = AsyncInvocationStatus.IN_PROGRESS
-                invocation.attempts += 1
-                invocation.start_time = started
+            rows = conn.execute(query).all()
+            if rows:
                 conn.execute(
                     _T.update()
-                    .where(_T.c.id == row_id)
+                    .where(_T.c.id.in_([row_id for row_id, _, _ in rows]))
                     .values(
                         status=_RUNNING,
                         lease_until=now + LEASE_SECONDS,
-                        doc=invocation.model_dump_json(),
+                        attempts=_T.c.attempts + 1,
+                        started=now,
                     )
                 )
-                claimed.append(invocation)
-        return claimed
+        return [_load(_RUNNING, attempts + 1, now, doc) for _, attempts, doc in rows]
 
     def renew(self, request_ids: Sequence[str], now: float) -> None:
         if not request_ids:
@@ -127,6 +132,10 @@ class SqlInvocationQueue:
                 .values(
                     status=invocation.status.value,
                     lease_until=None,
+                    attempts=invocation.attempts,
+                    started=(
+                        None if invocation.start_time is None else invocation.start_time.timestamp()
+                    ),
                     doc=invocation.model_dump_json(),
                 )
             )
@@ -176,7 +185,7 @@ class SqlInvocationQueue:
 
     def get(self, inference_id: str, endpoint_name: str | None = None) -> AsyncInvocation | None:
         query = (
-            sa.select(_T.c.status, _T.c.doc)
+            sa.select(*_COLUMNS)
             .where(sa.or_(_T.c.inference_id == inference_id, _T.c.request_id == inference_id))
             .order_by(_T.c.id.desc())
             .limit(1)
@@ -188,11 +197,7 @@ class SqlInvocationQueue:
         return None if row is None else _load(*row)
 
     def page(self, query: InvocationQuery) -> tuple[list[AsyncInvocation], str | None]:
-        select = (
-            sa.select(_T.c.id, _T.c.status, _T.c.doc)
-            .order_by(_T.c.id.desc())
-            .limit(query.limit + 1)
-        )
+        select = sa.select(_T.c.id, *_COLUMNS).order_by(_T.c.id.desc()).limit(query.limit + 1)
         if query.endpoint_name is not None:
             select = select.where(_T.c.endpoint_key == query.endpoint_name.lower())
         if query.status is not None:
@@ -204,7 +209,7 @@ class SqlInvocationQueue:
         with self._engine.connect() as conn:
             rows = conn.execute(select).all()
         token = str(rows[query.limit - 1][0]) if len(rows) > query.limit else None
-        return [_load(status, doc) for _, status, doc in rows[: query.limit]], token
+        return [_load(*row[1:]) for row in rows[: query.limit]], token
 
     def close(self) -> None:
         """The engine is the metadata store's: it closes it."""

@@ -25,8 +25,11 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("enqueued", sa.Float, nullable=False),
         sa.Column("lease_until", sa.Float, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("started", sa.Float, nullable=True),
         sa.Column("doc", sa.Text, nullable=False),
         sa.Index("ix_async_invocations_queue", "endpoint_key", "status", "id"),
+        sa.Index("ix_async_invocations_backlog", "status", "endpoint_key", "enqueued"),
     )
 
 
