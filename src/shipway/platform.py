@@ -40,6 +40,7 @@ from shipway.compute.pages import release_read_only_file_pages
 from shipway.control.autoscaler import Autoscaler
 from shipway.control.controller import Controller
 from shipway.domain.alarm import AlarmState
+from shipway.domain.async_inference import AsyncInferenceConfig
 from shipway.domain.clock import Clock, SystemClock
 from shipway.domain.instance_types import InstanceTypeCatalog
 from shipway.listener import PortUnavailable, bind
@@ -232,6 +233,7 @@ class Platform:
             account,
             inline_dir=settings.async_inline_dir,
             on_queued=self.dispatcher.wake,
+            routed=self._async_config,
         )
         self.endpoints = EndpointService(
             self.store,
@@ -279,6 +281,12 @@ class Platform:
         self.cloudwatch_api = CloudWatchAPI(self)
         self.sns_api = SNSAPI(self)
         self.autoscaling_api = AutoscalingAPI(self)
+
+    def _async_config(self, endpoint_name: str) -> AsyncInferenceConfig | None:
+        """The AsyncInferenceConfig of an asynchronous endpoint the router routes now."""
+        route = self.router.table.get(endpoint_name)
+        limits = None if route is None else route.asynchronous
+        return None if limits is None else limits.config
 
     def _route(self, snapshot: Snapshot) -> None:
         """The controller's new routing table: the router takes it, and the asynchronous

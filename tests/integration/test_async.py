@@ -322,6 +322,7 @@ def test_async_call_to_a_realtime_endpoint_is_refused_and_nothing_is_queued(
         ({"RequestTTLSeconds": 99_999}, "requestTTLSeconds"),
         ({"InvocationTimeoutSeconds": 3601}, "invocationTimeoutSeconds"),
         ({"Filename": "two.dots.json"}, "filename"),
+        ({"S3OutputPathExtension": "a/../../escape"}, "climbs out of the output path"),
     ],
 )
 def test_bad_input_is_the_aws_error_and_queues_nothing(

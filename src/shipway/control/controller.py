@@ -979,7 +979,7 @@ def _async_limits(endpoint: Endpoint, default: int) -> AsyncLimits | None:
     config = endpoint.config.async_inference_config
     if config is None:
         return None
-    return AsyncLimits(config.concurrency_per_instance(default))
+    return AsyncLimits(config.concurrency_per_instance(default), config)
 
 
 def _serverless_limits(endpoint: Endpoint) -> ServerlessLimits | None:

@@ -133,6 +133,16 @@ class InvokeEndpointAsyncInput(Shape):
         Annotated[int, Field(ge=1, le=MAX_INVOCATION_TIMEOUT_SECONDS)] | None
     ) = None
 
+    @model_validator(mode="after")
+    def _within_output_path(self) -> Self:
+        extension = self.s3_output_path_extension
+        if extension is not None and ".." in extension.split("/"):
+            raise ValueError(
+                f"S3OutputPathExtension {extension} climbs out of the output path with '..'; "
+                "name a folder under it."
+            )
+        return self
+
 
 class AsyncInvocationStatus(StrEnum):
     IN_QUEUE = "InQueue"

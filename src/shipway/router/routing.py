@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 
+from shipway.domain.async_inference import AsyncInferenceConfig
 from shipway.domain.endpoint_config import RoutingStrategy
 from shipway.router.upstream import Upstream
 
@@ -68,9 +69,11 @@ class ServerlessLimits:
 @dataclass(frozen=True)
 class AsyncLimits:
     """An asynchronous endpoint: it takes requests only from the asynchronous dispatcher, which
-    keeps at most ``concurrency_per_instance`` in flight to each instance."""
+    keeps at most ``concurrency_per_instance`` in flight to each instance. ``config`` is its
+    AsyncInferenceConfig (InvokeEndpointAsync reads it here rather than from the store)."""
 
     concurrency_per_instance: int
+    config: AsyncInferenceConfig
 
 
 @dataclass(frozen=True)

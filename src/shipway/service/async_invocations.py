@@ -19,6 +19,7 @@ from shipway.domain.async_inference import (
     DEFAULT_REQUEST_TTL_SECONDS,
     INLINE_BODY_BYTES,
     MAX_INPUT_BYTES,
+    AsyncInferenceConfig,
     AsyncInvocation,
     InvokeEndpointAsyncInput,
     QueueSummary,
@@ -45,6 +46,7 @@ class AsyncInvocationService:
         *,
         inline_dir: Path,
         on_queued: Callable[[str], None] = lambda _name: None,
+        routed: Callable[[str], AsyncInferenceConfig | None] = lambda _name: None,
     ) -> None:
         """``inline_dir`` keeps inline bodies until their requests are done; ``on_queued``
         wakes the dispatcher (it is called from a worker thread)."""
@@ -55,26 +57,11 @@ class AsyncInvocationService:
         self._account = account
         self._inline_dir = inline_dir
         self._on_queued = on_queued
+        self._routed = routed
 
     def invoke(self, request: InvokeEndpointAsyncInput, body: bytes = b"") -> AsyncInvocation:
         """Queue a request (blocking: it reads the input's size and writes the queue)."""
-        name = request.endpoint_name
-        endpoint = self._store.endpoints.get(name)
-        if endpoint is None:
-            raise ValidationError(
-                f"Endpoint {name} of account {self._account.account_id} not found."
-            )
-        config = endpoint.config.async_inference_config
-        if config is None:
-            raise ValidationError(
-                f"Endpoint {endpoint.endpoint_name} is not an asynchronous endpoint (its "
-                "configuration has no AsyncInferenceConfig): call InvokeEndpoint."
-            )
-        if endpoint.endpoint_status not in SERVING:
-            raise ValidationError(
-                f"Endpoint {endpoint.endpoint_name} is {endpoint.endpoint_status.value}; it takes "
-                "invocations once it is InService."
-            )
+        name, config = self._target(request.endpoint_name)
         if (request.input_location is None) == (not body):
             raise ValidationError(
                 "Provide exactly one of InputLocation and an inline Body "
@@ -116,7 +103,7 @@ class AsyncInvocationService:
         invocation = AsyncInvocation(
             request_id=request_id,
             inference_id=inference_id,
-            endpoint_name=endpoint.endpoint_name,
+            endpoint_name=name,
             input_location=input_location,
             inline_input=request.input_location is None,
             input_size=size,
@@ -137,8 +124,32 @@ class AsyncInvocationService:
             enqueued_time=self._clock.now(),
         )
         self._queue.put(invocation)
-        self._on_queued(endpoint.endpoint_name)
+        self._on_queued(name)
         return invocation
+
+    def _target(self, name: str) -> tuple[str, AsyncInferenceConfig]:
+        """The endpoint's name and AsyncInferenceConfig: from the routing table when it routes
+        the endpoint (it is then serving), else from the store, to say what is wrong."""
+        routed = self._routed(name)
+        if routed is not None:
+            return name, routed
+        endpoint = self._store.endpoints.get(name)
+        if endpoint is None:
+            raise ValidationError(
+                f"Endpoint {name} of account {self._account.account_id} not found."
+            )
+        config = endpoint.config.async_inference_config
+        if config is None:
+            raise ValidationError(
+                f"Endpoint {endpoint.endpoint_name} is not an asynchronous endpoint (its "
+                "configuration has no AsyncInferenceConfig): call InvokeEndpoint."
+            )
+        if endpoint.endpoint_status not in SERVING:
+            raise ValidationError(
+                f"Endpoint {endpoint.endpoint_name} is {endpoint.endpoint_status.value}; it takes "
+                "invocations once it is InService."
+            )
+        return endpoint.endpoint_name, config
 
     def _keep_inline(self, request_id: str, body: bytes) -> Path:
         self._inline_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
