@@ -7,14 +7,20 @@ the select takes its rows ``FOR UPDATE SKIP LOCKED``, so dispatchers sharing the
 take the same request and never wait for each other. SQLite serialises writers, and the claim
 takes its write lock before the read (``BEGIN IMMEDIATE``).
 
+Puts and finishes are group-committed: callers that arrive while a transaction is being
+written wait for the next one, which writes them all (one commit for many requests under
+load, and still durable when each call returns).
+
 Finished requests stay as the record ``shipway async show`` reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -45,10 +51,65 @@ def _load(status: str, attempts: int, started: float | None, doc: str) -> AsyncI
     return invocation
 
 
+T = TypeVar("T")
+
+
+class _Waiter:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class _GroupCommit(Generic[T]):
+    """Writes the items of concurrent callers in one transaction: the first caller writes
+    everything pending, again and again until nothing is; the others wait for the transaction
+    that holds theirs (and get its error, if it failed)."""
+
+    def __init__(self, engine: Engine, write: Callable[[Connection, list[T]], Any]) -> None:
+        self._engine = engine
+        self._write = write
+        self._lock = threading.Lock()
+        self._pending: list[tuple[T, _Waiter]] = []
+        self._writing = False
+
+    def __call__(self, item: T) -> None:
+        waiter = _Waiter()
+        with self._lock:
+            self._pending.append((item, waiter))
+            leading = not self._writing
+            self._writing = True
+        if leading:
+            self._drain()
+        waiter.done.wait()
+        if waiter.error is not None:
+            raise waiter.error
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._writing = False
+                    return
+            error: BaseException | None = None
+            try:
+                with self._engine.begin() as conn:
+                    self._write(conn, [item for item, _ in batch])
+            except BaseException as exc:  # every caller of the batch hears of it
+                error = exc
+            for _, waiter in batch:
+                waiter.error = error
+                waiter.done.set()
+
+
 class SqlInvocationQueue:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self._put = _GroupCommit(engine, _insert)
+        self._finish = _GroupCommit(engine, _record_outcomes)
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -66,19 +127,7 @@ class SqlInvocationQueue:
                     yield conn
 
     def put(self, invocation: AsyncInvocation) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(
-                _T.insert().values(
-                    request_id=invocation.request_id,
-                    attempts=invocation.attempts,
-                    inference_id=invocation.inference_id,
-                    endpoint_key=invocation.endpoint_name.lower(),
-                    status=invocation.status.value,
-                    enqueued=invocation.enqueued_time.timestamp(),
-                    lease_until=None,
-                    doc=invocation.model_dump_json(),
-                )
-            )
+        self._put(invocation)
 
     def claim(self, endpoint_name: str, limit: int, now: float) -> list[AsyncInvocation]:
         if limit <= 0:
@@ -125,20 +174,7 @@ class SqlInvocationQueue:
     def finish(self, invocation: AsyncInvocation) -> None:
         if not invocation.status.finished:
             raise ValueError(f"finish() takes a finished request, not {invocation.status}")
-        with self._engine.begin() as conn:
-            conn.execute(
-                _T.update()
-                .where(_T.c.request_id == invocation.request_id)
-                .values(
-                    status=invocation.status.value,
-                    lease_until=None,
-                    attempts=invocation.attempts,
-                    started=(
-                        None if invocation.start_time is None else invocation.start_time.timestamp()
-                    ),
-                    doc=invocation.model_dump_json(),
-                )
-            )
+        self._finish(invocation)
 
     def release(self, request_ids: Sequence[str]) -> None:
         if not request_ids:
@@ -213,3 +249,39 @@ class SqlInvocationQueue:
 
     def close(self) -> None:
         """The engine is the metadata store's: it closes it."""
+
+
+def _insert(conn: Connection, invocations: list[AsyncInvocation]) -> None:
+    conn.execute(
+        _T.insert(),
+        [
+            {
+                "request_id": invocation.request_id,
+                "attempts": invocation.attempts,
+                "inference_id": invocation.inference_id,
+                "endpoint_key": invocation.endpoint_name.lower(),
+                "status": invocation.status.value,
+                "enqueued": invocation.enqueued_time.timestamp(),
+                "lease_until": None,
+                "started": None,
+                "doc": invocation.model_dump_json(),
+            }
+            for invocation in invocations
+        ],
+    )
+
+
+def _record_outcomes(conn: Connection, invocations: list[AsyncInvocation]) -> None:
+    for invocation in invocations:
+        start = invocation.start_time
+        conn.execute(
+            _T.update()
+            .where(_T.c.request_id == invocation.request_id)
+            .values(
+                status=invocation.status.value,
+                lease_until=None,
+                attempts=invocation.attempts,
+                started=None if start is None else start.timestamp(),
+                doc=invocation.model_dump_json(),
+            )
+        )

@@ -9,6 +9,7 @@ claimable at once, in its place; backlogs, ``get`` and ``page`` read the same st
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 import uuid
@@ -178,6 +179,25 @@ def test_concurrent_claimers_never_take_the_same_request(reopen: Opener) -> None
     assert not set(first) & set(second)
     assert sorted(first + second) == sorted(ids(puts))
     assert len(first + second) == len(puts)
+
+
+def test_concurrent_puts_and_finishes_are_each_durable_once(queue: InvocationQueue) -> None:
+    """Many threads putting at once (the SQL queue writes them in shared transactions): every
+    request is there once, in a claimable state, and every finish is recorded."""
+    made = [request() for _ in range(200)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(queue.put, made))
+    claimed = queue.claim("Orders", 500, now=T + 1)
+    assert sorted(ids(claimed)) == sorted(ids(made))
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                queue.finish,
+                [finished(i, AsyncInvocationStatus.COMPLETED) for i in claimed],
+            )
+        )
+    assert queue.backlogs() == {}
+    assert {status_of(queue, i) for i in made} == {AsyncInvocationStatus.COMPLETED}
 
 
 def test_a_request_whose_lease_ran_out_is_claimed_again(queue: InvocationQueue) -> None:
