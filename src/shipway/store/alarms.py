@@ -12,7 +12,6 @@ each other's writes.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,12 +23,11 @@ from sqlalchemy.engine import Connection, Engine
 from shipway.domain.alarm import AlarmHistoryItem, AlarmState, HistoryItemType, MetricAlarm
 from shipway.domain.model import Tag
 from shipway.store import schema
+from shipway.store.transactions import retried
 
 __all__ = ["AlarmChange", "AlarmStore", "HistoryQuery"]
 
 T = TypeVar("T")
-
-_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -189,7 +187,7 @@ class AlarmStore:
             self._append(conn, decided.history)
             return decided.alarm
 
-        return self._transaction(run)
+        return retried(self._engine, run)
 
     def update(
         self, name: str, change: Callable[[MetricAlarm], AlarmChange | None]
@@ -209,7 +207,7 @@ class AlarmStore:
             self._append(conn, decided.history)
             return decided.alarm
 
-        return self._transaction(run)
+        return retried(self._engine, run)
 
     def remove(self, names: Sequence[str]) -> list[str]:
         """Delete every named alarm and its history, or, when some do not exist, nothing:
@@ -227,7 +225,7 @@ class AlarmStore:
             conn.execute(h.delete().where(h.c.alarm_name.in_(wanted)))
             return []
 
-        return self._transaction(run)
+        return retried(self._engine, run)
 
     def _locked(self, conn: Connection, name: str) -> MetricAlarm | None:
         t = self._table
@@ -257,23 +255,6 @@ class AlarmStore:
             ).scalar_one_or_none()
             if oldest_kept is not None:
                 conn.execute(h.delete().where(h.c.alarm_name == name, h.c.id < oldest_kept))
-
-    def _transaction(self, run: Callable[[Connection], T]) -> T:
-        sqlite = self._engine.dialect.name == "sqlite"
-        for attempt in range(_ATTEMPTS):
-            try:
-                with self._engine.begin() as conn:
-                    if sqlite:
-                        # take the write lock before reading: the driver would begin only at the
-                        # first write, after the read, and lose a concurrent writer's change
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    return run(conn)
-            except (sa.exc.OperationalError, sa.exc.IntegrityError):
-                # SQLite: another writer got there first; both: a concurrent create of the name
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                time.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
 
 
 def _row(alarm: MetricAlarm) -> dict[str, Any]:

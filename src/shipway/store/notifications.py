@@ -15,7 +15,6 @@ subscription and Publish never writes to a topic being deleted.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,12 +25,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from shipway.domain.notification import MessageType, Subscription, Topic, TopicNotFound
 from shipway.store import schema
+from shipway.store.transactions import retried
 
 __all__ = ["Delivery", "DeliveryStatus", "NotificationStore", "Outgoing"]
 
 T = TypeVar("T")
-
-_ATTEMPTS = 5
 
 
 class DeliveryStatus(StrEnum):
@@ -97,7 +95,7 @@ class NotificationStore:
             )
             return topic
 
-        return self._transaction(run)
+        return retried(self._engine, run)
 
     def get_topic(self, name: str) -> Topic | None:
         with self._engine.connect() as conn:
@@ -113,7 +111,7 @@ class NotificationStore:
             conn.execute(t.update().where(t.c.name == name).values(doc=_doc(changed)))
             return changed
 
-        return self._transaction(run)
+        return retried(self._engine, run)
 
     def remove_topic(self, name: str) -> bool:
         """Delete the topic, its subscriptions and what is still to be sent to them."""
@@ -126,7 +124,7 @@ class NotificationStore:
             t = self._topics
             return bool(conn.execute(t.delete().where(t.c.name == name)).rowcount)
 
-        return self._transaction(run)
+        return retried(self._engine, run)
 
     def page_topics(self, after: str | None, limit: int) -> tuple[list[Topic], bool]:
         """Topics by name after ``after``: at most ``limit``, and whether more follow."""
@@ -190,7 +188,7 @@ class NotificationStore:
                 self._enqueue(conn, [confirmation], now)
             return subscription
 
-        return self._transaction(run)
+        return retried(self._engine, run)
 
     def get_subscription(self, arn: str) -> Subscription | None:
         s = self._subscriptions
@@ -226,7 +224,7 @@ class NotificationStore:
             )
             return confirmed
 
-        return self._transaction(run)
+        return retried(self._engine, run)
 
     def remove_subscription(self, arn: str) -> bool:
         """Delete the subscription and what is still to be sent to it."""
@@ -236,7 +234,7 @@ class NotificationStore:
             s = self._subscriptions
             return bool(conn.execute(s.delete().where(s.c.arn == arn)).rowcount)
 
-        return self._transaction(run)
+        return retried(self._engine, run)
 
     def page_subscriptions(
         self, topic_name: str | None, after: int | None, limit: int
@@ -301,7 +299,7 @@ class NotificationStore:
             self._enqueue(conn, outgoing, now)
             return len(outgoing)
 
-        return self._transaction(run)
+        return retried(self._engine, run)
 
     # --- the outbox --------------------------------------------------------------------------
 
@@ -441,23 +439,6 @@ class NotificationStore:
                 d.c.subscription_arn.in_(arns), d.c.status == DeliveryStatus.PENDING.value
             )
         )
-
-    def _transaction(self, run: Callable[[Connection], T]) -> T:
-        sqlite = self._engine.dialect.name == "sqlite"
-        for attempt in range(_ATTEMPTS):
-            try:
-                with self._engine.begin() as conn:
-                    if sqlite:
-                        # the write lock before the first read, as the alarm store takes it
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    return run(conn)
-            except (sa.exc.OperationalError, sa.exc.IntegrityError):
-                # SQLite: another writer got there first; both: a concurrent insert of the
-                # same topic name or message id, which the next attempt reads
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                time.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
 
 
 def _doc(item: Topic | Subscription) -> str:

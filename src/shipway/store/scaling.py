@@ -18,7 +18,6 @@ autoscaler's activities never lose one another's writes.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,12 +34,12 @@ from shipway.domain.scaling import (
     VariantId,
 )
 from shipway.store import schema
+from shipway.store.transactions import retried
 
 __all__ = ["Page", "ScalingStore", "TargetKey", "resource_key", "target_key"]
 
 T = TypeVar("T")
 
-_ATTEMPTS = 5
 ACTIVITY_LIMIT = 1000
 """Activities kept per target (AWS keeps six weeks of them)."""
 
@@ -391,27 +390,13 @@ class ScalingStore:
             return list(conn.execute(stmt.order_by(order)).all())
 
     def _transaction(self, run: Callable[[Connection], T]) -> T:
-        sqlite = self._engine.dialect.name == "sqlite"
-        for attempt in range(_ATTEMPTS):
-            try:
-                with self._engine.begin() as conn:
-                    if sqlite:
-                        # take the write lock before reading: the driver would begin only at the
-                        # first write, after the read, and lose a concurrent writer's change
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    return run(conn)
-            except (sa.exc.OperationalError, sa.exc.IntegrityError) as exc:
-                # SQLite: another writer got there first; both: a concurrent insert of the key
-                if attempt < _ATTEMPTS - 1:
-                    time.sleep(0.01 * (attempt + 1))
-                elif isinstance(exc, sa.exc.IntegrityError):
-                    raise ConcurrentUpdate(
-                        "Another request changed the same scalable target or scaling policy "
-                        "at the same moment; try again."
-                    ) from exc
-                else:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return retried(self._engine, run)
+        except sa.exc.IntegrityError as exc:  # a concurrent insert of the key, every attempt
+            raise ConcurrentUpdate(
+                "Another request changed the same scalable target or scaling policy "
+                "at the same moment; try again."
+            ) from exc
 
 
 def _is(table: sa.Table, key: TargetKey) -> tuple[sa.ColumnElement[bool], ...]:

@@ -17,8 +17,7 @@ Finished requests stay as the record ``shipway async show`` reads.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -29,6 +28,7 @@ from shipway.domain.async_inference import AsyncInvocation, AsyncInvocationStatu
 from shipway.domain.errors import ValidationError
 from shipway.store import schema
 from shipway.store.invocation_queue import LEASE_SECONDS, Backlog, InvocationQuery
+from shipway.store.transactions import writing
 
 __all__ = ["SqlInvocationQueue"]
 
@@ -111,21 +111,6 @@ class SqlInvocationQueue:
         self._put = _GroupCommit(engine, _insert)
         self._finish = _GroupCommit(engine, _record_outcomes)
 
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            if self._engine.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.rollback()
-                    raise
-                conn.commit()
-            else:
-                with conn.begin():
-                    yield conn
-
     def put(self, invocation: AsyncInvocation) -> None:
         self._put(invocation)
 
@@ -146,7 +131,7 @@ class SqlInvocationQueue:
         )
         if self._postgres:
             query = query.with_for_update(skip_locked=True)
-        with self._writing() as conn:
+        with writing(self._engine) as conn:
             rows = conn.execute(query).all()
             if rows:
                 conn.execute(
