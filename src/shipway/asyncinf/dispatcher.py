@@ -60,6 +60,8 @@ instance on that input would otherwise be sent it for ever)."""
 POLL_SECONDS = 1.0
 """How often the dispatcher looks at the queue without being woken (leases that ran out)."""
 METRICS_SECONDS = 1.0
+PRUNE_SECONDS = 3600.0
+"""How often the records of requests finished past their retention are pruned."""
 
 Publish = Callable[[str, str, str], object]
 """``publish(topic_arn, message, message_id)``: durable, and idempotent by message id."""
@@ -103,6 +105,7 @@ class AsyncDispatcher:
         self._drained: set[str] = set()
         """Endpoints whose last claim found fewer requests than it asked for: not asked again
         until a request is queued for them (or the next poll)."""
+        self._pruned = 0.0
         self._wakeup: asyncio.Event | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -396,6 +399,10 @@ class AsyncDispatcher:
         requests of endpoints that no longer exist are failed (on the event loop)."""
         backlogs = self._queue.backlogs()
         now = self._clock.time()
+        if now - self._pruned > PRUNE_SECONDS:
+            self._pruned = now
+            if pruned := self._queue.prune(now):
+                log.info("forgot %d asynchronous requests finished a week ago", pruned)
         table = self._router.table
         names = {n for n in table.names() if (r := table.get(n)) is not None and r.asynchronous}
         for name in names | set(backlogs):

@@ -23,10 +23,19 @@ from typing import Protocol
 
 from shipway.domain.async_inference import AsyncInvocation, AsyncInvocationStatus
 
-__all__ = ["LEASE_SECONDS", "Backlog", "InvocationQuery", "InvocationQueue", "open_queue"]
+__all__ = [
+    "LEASE_SECONDS",
+    "RETENTION_SECONDS",
+    "Backlog",
+    "InvocationQuery",
+    "InvocationQueue",
+    "open_queue",
+]
 
 LEASE_SECONDS = 30.0
 """How long a claim holds without renewal; the dispatcher renews every third of it."""
+RETENTION_SECONDS = 7 * 24 * 3600
+"""How long a finished request's record is kept (what ``shipway async show`` reads)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,11 @@ class InvocationQueue(Protocol):
 
     def page(self, query: InvocationQuery) -> tuple[list[AsyncInvocation], str | None]:
         """Requests, newest first, and the token of the next page."""
+        ...
+
+    def prune(self, now: float) -> int:
+        """Forget the records of requests finished more than :data:`RETENTION_SECONDS` before
+        ``now``; returns how many went (a backend whose records expire by themselves: 0)."""
         ...
 
     def close(self) -> None: ...

@@ -47,11 +47,15 @@ from redis.retry import Retry
 
 from shipway.domain.async_inference import AsyncInvocation, AsyncInvocationStatus
 from shipway.domain.errors import ServiceUnavailable, ValidationError
-from shipway.store.invocation_queue import LEASE_SECONDS, Backlog, InvocationQuery
+from shipway.store.invocation_queue import (
+    LEASE_SECONDS,
+    RETENTION_SECONDS,
+    Backlog,
+    InvocationQuery,
+)
 
-__all__ = ["CONSUMER", "GROUP", "RETENTION_SECONDS", "RedisInvocationQueue"]
+__all__ = ["CONSUMER", "GROUP", "RedisInvocationQueue"]
 
-RETENTION_SECONDS = 7 * 24 * 3600
 """How long a finished request's record stays readable (``shipway async show``)."""
 GROUP = "shipway"
 CONSUMER = "shipway"
@@ -486,6 +490,10 @@ class RedisInvocationQueue:
                 if gone:
                     self._redis.zrem(listing, *gone)
                 below = f"({int(batch[-1][1])}"
+
+    def prune(self, now: float) -> int:
+        """Finished records expire by themselves (a TTL of RETENTION_SECONDS)."""
+        return 0
 
     def close(self) -> None:
         self._redis.close()

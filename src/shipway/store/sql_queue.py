@@ -27,7 +27,12 @@ from sqlalchemy.engine import Connection, Engine
 from shipway.domain.async_inference import AsyncInvocation, AsyncInvocationStatus
 from shipway.domain.errors import ValidationError
 from shipway.store import schema
-from shipway.store.invocation_queue import LEASE_SECONDS, Backlog, InvocationQuery
+from shipway.store.invocation_queue import (
+    LEASE_SECONDS,
+    RETENTION_SECONDS,
+    Backlog,
+    InvocationQuery,
+)
 from shipway.store.transactions import writing
 
 __all__ = ["SqlInvocationQueue"]
@@ -231,6 +236,16 @@ class SqlInvocationQueue:
             rows = conn.execute(select).all()
         token = str(rows[query.limit - 1][0]) if len(rows) > query.limit else None
         return [_load(*row[1:]) for row in rows[: query.limit]], token
+
+    def prune(self, now: float) -> int:
+        finished = [s.value for s in AsyncInvocationStatus if s.finished]
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                _T.delete().where(
+                    _T.c.status.in_(finished), _T.c.enqueued < now - RETENTION_SECONDS
+                )
+            )
+        return int(result.rowcount or 0)
 
     def close(self) -> None:
         """The engine is the metadata store's: it closes it."""

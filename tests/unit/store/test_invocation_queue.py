@@ -21,9 +21,15 @@ import pytest
 
 from shipway.domain.async_inference import AsyncInvocation, AsyncInvocationStatus
 from shipway.domain.errors import ServiceUnavailable, ValidationError
-from shipway.store.invocation_queue import LEASE_SECONDS, Backlog, InvocationQuery, InvocationQueue
+from shipway.store.invocation_queue import (
+    LEASE_SECONDS,
+    RETENTION_SECONDS,
+    Backlog,
+    InvocationQuery,
+    InvocationQueue,
+)
 from shipway.store.metadata import MetadataStore
-from shipway.store.redis_queue import RETENTION_SECONDS, RedisInvocationQueue
+from shipway.store.redis_queue import RedisInvocationQueue
 from shipway.store.sql_queue import SqlInvocationQueue
 
 QUEUED = AsyncInvocationStatus.IN_QUEUE
@@ -198,6 +204,23 @@ def test_concurrent_puts_and_finishes_are_each_durable_once(queue: InvocationQue
         )
     assert queue.backlogs() == {}
     assert {status_of(queue, i) for i in made} == {AsyncInvocationStatus.COMPLETED}
+
+
+def test_records_finished_past_the_retention_are_pruned(queue: InvocationQueue) -> None:
+    old, recent, open_ = request(enqueued=T), request(enqueued=T + 3600), request(enqueued=T)
+    for invocation in (old, recent, open_):
+        queue.put(invocation)
+    for invocation in queue.claim("Orders", 3, now=T + 3700):
+        if invocation.request_id != open_.request_id:
+            queue.finish(finished(invocation, AsyncInvocationStatus.COMPLETED))
+    pruned = queue.prune(T + RETENTION_SECONDS + 60)
+    if isinstance(queue, RedisInvocationQueue):
+        assert pruned == 0  # its records expire by themselves
+        return
+    assert pruned == 1
+    assert queue.get(old.request_id) is None
+    assert queue.get(recent.request_id) is not None
+    assert queue.get(open_.request_id) is not None  # never a request not finished
 
 
 def test_a_request_whose_lease_ran_out_is_claimed_again(queue: InvocationQueue) -> None:
