@@ -23,9 +23,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.fixtures import models
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, instance_processes, start_server
 from tests.integration.rollouts import ROLE, aws
-from tests.integration.test_serverless import instance_processes
 
 ASYNC_INFERENCE_PY = textwrap.dedent(
     """

@@ -10,7 +10,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import os
 import textwrap
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from typer.testing import CliRunner
 
 from shipway.cli.main import app
 from tests.fixtures import models
-from tests.fixtures.server import ShipwayServer, start_server
+from tests.fixtures.server import ShipwayServer, instance_processes, start_server
 from tests.integration.rollouts import aws
 
 IDLE_SECONDS = 3
@@ -106,22 +105,6 @@ def create(
 
 def body(model: models.Trained, sleep: float = 0.0) -> str:
     return json.dumps({"rows": model.rows.tolist(), "sleep": sleep})
-
-
-def instance_processes(server: ShipwayServer, endpoint: str) -> list[int]:
-    """Processes working in a scratch folder of one of the endpoint's instances (each works in
-    ``<home>/run/<instance id>``, and instance ids start with the endpoint's name), whatever
-    started them."""
-    prefix = f"{server.home / 'run'}/{endpoint}-"
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/cwd").startswith(prefix):
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
