@@ -87,7 +87,7 @@ def test_a_busy_process_uses_one_cpu_an_idle_one_none(
     processes += [busy, idle]
     time.sleep(0.2)
     # other tests share the cores: a busy loop gets up to one of them, maybe not all of it
-    assert 0.4 <= rate(InstanceProcesses(busy.pid)) <= 1.1
+    assert 0.15 <= rate(InstanceProcesses(busy.pid)) <= 1.1
     assert rate(InstanceProcesses(idle.pid), 0.5) < 0.05
 
 

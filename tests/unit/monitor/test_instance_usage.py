@@ -171,7 +171,7 @@ def test_a_real_busy_instance_is_about_100_percent_cpu(busy: subprocess.Popen[by
     sampler.sample()
     end = time.time() + 1
     (cpu,) = stat(metrics, "CPUUtilization", "Average", start, end)
-    assert 40.0 <= cpu <= 110.0  # the cores are shared with other tests: up to one of them
+    assert 15.0 <= cpu <= 110.0  # the cores are shared with other tests: up to one of them
     (memory,) = stat(metrics, "MemoryUtilization", "Minimum", start, end)
     assert memory >= 100 * MIB / GIB * 100
 
