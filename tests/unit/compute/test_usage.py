@@ -18,6 +18,7 @@ MIB = 1024 * 1024
 
 BUSY = "while True: pass"
 IDLE = "import time; time.sleep(60)"
+READY_THEN_IDLE = "import time; print('ready', flush=True); time.sleep(60)"
 HOLD_200_MIB = "import time; b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
 HOLD_200_MIB += "print('ready', flush=True); time.sleep(60)"
 BURN_ONE_SECOND = """
@@ -175,8 +176,10 @@ def test_cgroup_v2_accounting_is_read_from_its_files(tmp_path: Path) -> None:
 def test_a_v2_group_that_cannot_be_read_falls_back_to_the_session(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    idle = start(IDLE)
+    idle = start(READY_THEN_IDLE)
     processes.append(idle)
+    assert idle.stdout is not None
+    assert idle.stdout.readline().strip() == b"ready"  # running, not still starting
     group = InstanceCgroup((tmp_path,), tmp_path, 2)  # no files: a group removed meanwhile
     found = one(InstanceProcesses(idle.pid, group))
     assert 0 < found.memory_bytes < 100 * MIB
