@@ -21,8 +21,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     in contiguous chunks, one a worker, in this order, and a worker that runs out takes queued
     tests from another. A long test that starts last makes everyone wait for it, and slow
     tests all in one chunk would run one after the other; so the slow tests are dealt round
-    the chunks, at their heads."""
-    slow = [item for item in items if item.get_closest_marker("slow")]
+    the chunks, at their heads, the longest first (``@pytest.mark.slow(seconds=N)`` says how
+    long a test takes, roughly; the others keep their order after those)."""
+    slow = sorted(
+        (item for item in items if item.get_closest_marker("slow")), key=_seconds, reverse=True
+    )
     fast = [item for item in items if not item.get_closest_marker("slow")]
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     ordered: list[pytest.Item] = []
@@ -35,3 +38,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         ordered += fast[: max(size - len(heads), 0)]
         del fast[: max(size - len(heads), 0)]
     items[:] = ordered + fast
+
+
+def _seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("slow")
+    return float(marker.kwargs.get("seconds", 0)) if marker is not None else 0.0

@@ -26,7 +26,7 @@ from tests.integration.test_async import (
     wait_for_object,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=35)
 
 
 @pytest.fixture(scope="module")

@@ -218,6 +218,7 @@ def check_story(activities: list[dict[str, Any]], load: Load) -> None:
         assert activity["EndTime"] >= activity["StartTime"]
 
 
+@pytest.mark.slow(seconds=35)
 def test_invocations_per_instance_scales_out_under_a_load_step_and_back_in(
     server: ShipwayServer, model: models.Trained
 ) -> None:
@@ -238,6 +239,7 @@ def test_invocations_per_instance_scales_out_under_a_load_step_and_back_in(
     check_story(activities, load)
 
 
+@pytest.mark.slow(seconds=35)
 def test_cpu_utilization_scales_out_under_a_load_step_and_back_in(
     server: ShipwayServer, model: models.Trained
 ) -> None:

@@ -203,7 +203,7 @@ def test_the_readme_marks_how_to_run_every_block() -> None:
         assert set(block.directive) <= known, f"{block.where}: {block.directive}"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=150)
 def test_every_readme_block_runs_as_pasted_in_order(reader: Reader) -> None:
     blocks = readme_blocks()
     assert len(blocks) > 10

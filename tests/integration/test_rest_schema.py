@@ -187,7 +187,7 @@ def _failures(event: events.ScenarioFinished) -> Iterator[str]:
             )
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=70)
 @pytest.mark.timeout(300)
 def test_rest_api_matches_its_description(server: ShipwayServer) -> None:
     """``schemathesis run --checks all`` in-process: every phase (examples, coverage, fuzzing,

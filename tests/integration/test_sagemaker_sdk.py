@@ -106,6 +106,7 @@ def gone(sagemaker: Any, name: str) -> None:
         assert missing.value.response["Error"]["Code"] == "ValidationException"
 
 
+@pytest.mark.slow(seconds=45)
 def test_sdk_v2_deploy_predict_and_delete(server: ShipwayServer, iris: Path) -> None:
     boto = boto_session()
     sent: list[str] = []
