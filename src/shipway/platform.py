@@ -223,7 +223,7 @@ class Platform:
             account,
             self.clock,
             locations=self.locations,
-            topic_exists=lambda arn: self.notifications.topic_exists(arn),
+            topic_exists=self.notifications.topic_exists,
         )
         self.async_invocations = AsyncInvocationService(
             self.store,

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from shipway.api.json_rpc import dispatch, to_wire
+from shipway.api.operations import Operations
 from shipway.domain.errors import (
     InvalidNextToken,
     ResourceLimitExceeded,
@@ -51,48 +52,40 @@ TARGET_PREFIX = "AnyScaleFrontendService."
 # --- operations -------------------------------------------------------------------------------
 
 Call = Callable[["Platform", Document], Shape | None]
-OPERATIONS: dict[str, Call] = {}
+OPERATIONS: Operations[Call] = Operations()
 
 
-def _operation(name: str) -> Callable[[Call], Call]:
-    def register(call: Call) -> Call:
-        OPERATIONS[name] = call
-        return call
-
-    return register
-
-
-@_operation("RegisterScalableTarget")
+@OPERATIONS.register("RegisterScalableTarget")
 def _register_scalable_target(p: Platform, body: Document) -> Shape:
     return p.scaling.register_scalable_target(parse(RegisterScalableTargetInput, body))
 
 
-@_operation("DescribeScalableTargets")
+@OPERATIONS.register("DescribeScalableTargets")
 def _describe_scalable_targets(p: Platform, body: Document) -> Shape:
     return p.scaling.describe_scalable_targets(parse(DescribeScalableTargetsInput, body))
 
 
-@_operation("DeregisterScalableTarget")
+@OPERATIONS.register("DeregisterScalableTarget")
 def _deregister_scalable_target(p: Platform, body: Document) -> None:
     p.scaling.deregister_scalable_target(parse(DeregisterScalableTargetInput, body))
 
 
-@_operation("PutScalingPolicy")
+@OPERATIONS.register("PutScalingPolicy")
 def _put_scaling_policy(p: Platform, body: Document) -> Shape:
     return p.scaling.put_scaling_policy(parse(PutScalingPolicyInput, body))
 
 
-@_operation("DescribeScalingPolicies")
+@OPERATIONS.register("DescribeScalingPolicies")
 def _describe_scaling_policies(p: Platform, body: Document) -> Shape:
     return p.scaling.describe_scaling_policies(parse(DescribeScalingPoliciesInput, body))
 
 
-@_operation("DeleteScalingPolicy")
+@OPERATIONS.register("DeleteScalingPolicy")
 def _delete_scaling_policy(p: Platform, body: Document) -> None:
     p.scaling.delete_scaling_policy(parse(DeleteScalingPolicyInput, body))
 
 
-@_operation("DescribeScalingActivities")
+@OPERATIONS.register("DescribeScalingActivities")
 def _describe_scaling_activities(p: Platform, body: Document) -> Shape:
     return p.scaling.describe_scaling_activities(parse(DescribeScalingActivitiesInput, body))
 

@@ -35,6 +35,7 @@ import cbor2
 import orjson
 
 from shipway.api import awsquery
+from shipway.api.operations import Operations
 from shipway.domain.alarm import (
     AlarmNamesInput,
     DescribeAlarmHistoryInput,
@@ -119,53 +120,45 @@ def wire_error(exc: Exception) -> WireError:
 # --- operations -------------------------------------------------------------------------------
 
 Call = Callable[["Platform", Document], Shape | None]
-OPERATIONS: dict[str, Call] = {}
+OPERATIONS: Operations[Call] = Operations()
 
 
-def _operation(name: str) -> Callable[[Call], Call]:
-    def register(call: Call) -> Call:
-        OPERATIONS[name] = call
-        return call
-
-    return register
-
-
-@_operation("PutMetricAlarm")
+@OPERATIONS.register("PutMetricAlarm")
 def _put_metric_alarm(p: Platform, body: Document) -> None:
     p.alarms.put_metric_alarm(parse(PutMetricAlarmInput, body))
 
 
-@_operation("DescribeAlarms")
+@OPERATIONS.register("DescribeAlarms")
 def _describe_alarms(p: Platform, body: Document) -> Shape:
     return p.alarms.describe_alarms(parse(DescribeAlarmsInput, body))
 
 
-@_operation("DescribeAlarmsForMetric")
+@OPERATIONS.register("DescribeAlarmsForMetric")
 def _describe_alarms_for_metric(p: Platform, body: Document) -> Shape:
     return p.alarms.describe_alarms_for_metric(parse(DescribeAlarmsForMetricInput, body))
 
 
-@_operation("DeleteAlarms")
+@OPERATIONS.register("DeleteAlarms")
 def _delete_alarms(p: Platform, body: Document) -> None:
     p.alarms.delete_alarms(parse(AlarmNamesInput, body).alarm_names)
 
 
-@_operation("SetAlarmState")
+@OPERATIONS.register("SetAlarmState")
 def _set_alarm_state(p: Platform, body: Document) -> None:
     p.alarms.set_alarm_state(parse(SetAlarmStateInput, body))
 
 
-@_operation("DescribeAlarmHistory")
+@OPERATIONS.register("DescribeAlarmHistory")
 def _describe_alarm_history(p: Platform, body: Document) -> Shape:
     return p.alarms.describe_alarm_history(parse(DescribeAlarmHistoryInput, body))
 
 
-@_operation("EnableAlarmActions")
+@OPERATIONS.register("EnableAlarmActions")
 def _enable_alarm_actions(p: Platform, body: Document) -> None:
     p.alarms.enable_alarm_actions(parse(AlarmNamesInput, body).alarm_names)
 
 
-@_operation("DisableAlarmActions")
+@OPERATIONS.register("DisableAlarmActions")
 def _disable_alarm_actions(p: Platform, body: Document) -> None:
     p.alarms.disable_alarm_actions(parse(AlarmNamesInput, body).alarm_names)
 
@@ -174,28 +167,28 @@ class _Tags(Shape):
     tags: list[Any]
 
 
-@_operation("ListTagsForResource")
+@OPERATIONS.register("ListTagsForResource")
 def _list_tags_for_resource(p: Platform, body: Document) -> Shape:
     request = parse(ListTagsForResourceInput, body)
     return _Tags(tags=p.alarms.list_tags(request.resource_arn))
 
 
-@_operation("GetMetricStatistics")
+@OPERATIONS.register("GetMetricStatistics")
 def _get_metric_statistics(p: Platform, body: Document) -> Shape:
     return p.metric_data.get_metric_statistics(parse(GetMetricStatisticsInput, body))
 
 
-@_operation("GetMetricData")
+@OPERATIONS.register("GetMetricData")
 def _get_metric_data(p: Platform, body: Document) -> Shape:
     return p.metric_data.get_metric_data(parse(GetMetricDataInput, body))
 
 
-@_operation("PutMetricData")
+@OPERATIONS.register("PutMetricData")
 def _put_metric_data(p: Platform, body: Document) -> None:
     p.metric_data.put_metric_data(parse(PutMetricDataInput, body))
 
 
-@_operation("ListMetrics")
+@OPERATIONS.register("ListMetrics")
 def _list_metrics(p: Platform, body: Document) -> Shape:
     return p.metric_data.list_metrics(parse(ListMetricsInput, body))
 

@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl
 
 from shipway.api import awsquery
 from shipway.api.body_limit import Disconnected, read_body, replay
+from shipway.api.operations import Operations
 from shipway.api.wire import RequestWire, Wire, wire_of
 from shipway.domain.errors import InvalidParameterValue, NotFound, ShipwayError
 from shipway.domain.notification import (
@@ -102,80 +103,72 @@ def wire_error(exc: Exception) -> WireError:
 # --- operations -------------------------------------------------------------------------------
 
 Call = Callable[["Platform", Document], Shape | None]
-OPERATIONS: dict[str, Call] = {}
+OPERATIONS: Operations[Call] = Operations()
 
 
-def _operation(name: str) -> Callable[[Call], Call]:
-    def register(call: Call) -> Call:
-        OPERATIONS[name] = call
-        return call
-
-    return register
-
-
-@_operation("CreateTopic")
+@OPERATIONS.register("CreateTopic")
 def _create_topic(p: Platform, body: Document) -> Shape:
     return p.notifications.create_topic(parse(CreateTopicInput, body))
 
 
-@_operation("DeleteTopic")
+@OPERATIONS.register("DeleteTopic")
 def _delete_topic(p: Platform, body: Document) -> None:
     p.notifications.delete_topic(parse(TopicArnInput, body).topic_arn)
 
 
-@_operation("ListTopics")
+@OPERATIONS.register("ListTopics")
 def _list_topics(p: Platform, body: Document) -> Shape:
     return p.notifications.list_topics(parse(ListTopicsInput, body).next_token)
 
 
-@_operation("GetTopicAttributes")
+@OPERATIONS.register("GetTopicAttributes")
 def _get_topic_attributes(p: Platform, body: Document) -> Shape:
     return p.notifications.get_topic_attributes(parse(TopicArnInput, body).topic_arn)
 
 
-@_operation("SetTopicAttributes")
+@OPERATIONS.register("SetTopicAttributes")
 def _set_topic_attributes(p: Platform, body: Document) -> None:
     p.notifications.set_topic_attributes(parse(SetTopicAttributesInput, body))
 
 
-@_operation("Subscribe")
+@OPERATIONS.register("Subscribe")
 def _subscribe(p: Platform, body: Document) -> Shape:
     return p.notifications.subscribe(parse(SubscribeInput, body))
 
 
-@_operation("ConfirmSubscription")
+@OPERATIONS.register("ConfirmSubscription")
 def _confirm_subscription(p: Platform, body: Document) -> Shape:
     return p.notifications.confirm_subscription(parse(ConfirmSubscriptionInput, body))
 
 
-@_operation("Unsubscribe")
+@OPERATIONS.register("Unsubscribe")
 def _unsubscribe(p: Platform, body: Document) -> None:
     p.notifications.unsubscribe(parse(UnsubscribeInput, body).subscription_arn)
 
 
-@_operation("GetSubscriptionAttributes")
+@OPERATIONS.register("GetSubscriptionAttributes")
 def _get_subscription_attributes(p: Platform, body: Document) -> Shape:
     request = parse(GetSubscriptionAttributesInput, body)
     return p.notifications.get_subscription_attributes(request.subscription_arn)
 
 
-@_operation("ListSubscriptions")
+@OPERATIONS.register("ListSubscriptions")
 def _list_subscriptions(p: Platform, body: Document) -> Shape:
     return p.notifications.list_subscriptions(None, parse(ListSubscriptionsInput, body).next_token)
 
 
-@_operation("ListSubscriptionsByTopic")
+@OPERATIONS.register("ListSubscriptionsByTopic")
 def _list_subscriptions_by_topic(p: Platform, body: Document) -> Shape:
     request = parse(ListSubscriptionsByTopicInput, body)
     return p.notifications.list_subscriptions(request.topic_arn, request.next_token)
 
 
-@_operation("Publish")
+@OPERATIONS.register("Publish")
 def _publish(p: Platform, body: Document) -> Shape:
     return p.notifications.publish_request(parse(PublishInput, body))
 
 
-@_operation("ListTagsForResource")
+@OPERATIONS.register("ListTagsForResource")
 def _list_tags_for_resource(p: Platform, body: Document) -> Shape:
     return p.notifications.list_tags(parse(ListTagsForResourceInput, body).resource_arn)
 

@@ -41,7 +41,13 @@ from shipway.domain.clock import Clock
 from shipway.domain.errors import ModelError, ServiceUnavailable, ShipwayError, ValidationError
 from shipway.monitor.metrics import MetricsStore
 from shipway.periodic import Periodic
-from shipway.router.router import InstanceLost, Invocation, ModelStreamError, Router
+from shipway.router.router import (
+    InstanceLost,
+    Invocation,
+    InvocationStream,
+    ModelStreamError,
+    Router,
+)
 from shipway.store.invocation_queue import LEASE_SECONDS, Backlog, InvocationQueue
 
 __all__ = ["BACKLOG_METRICS", "AsyncDispatcher", "Publish"]
@@ -254,73 +260,17 @@ class AsyncDispatcher:
             timeout=float(invocation.invocation_timeout_seconds),
             asynchronous=True,
         )
-        # an answer of at most a chunk is written in one go; a larger one streams to a writer
-        writer: Writer | None = None
-        output = invocation.output_location
-        head = bytearray()
-        size = 0
         try:
             async with asyncio.timeout(invocation.invocation_timeout_seconds):
                 try:
                     stream = await self._router.invoke_stream(request)
-                except ServiceUnavailable as exc:
+                except (ServiceUnavailable, ValidationError) as exc:  # no instance; not in service
                     raise _Released from exc
-                except ValidationError as exc:  # not in service (Deleting, Creating...)
-                    raise _Released from exc
-                pending = bytearray()
-                try:
-                    async for piece in stream:
-                        size += len(piece)
-                        if len(head) <= INLINE_RESPONSE_BYTES:
-                            head += piece[: INLINE_RESPONSE_BYTES + 1 - len(head)]
-                        pending += piece
-                        if len(pending) >= CHUNK_BYTES:
-                            if writer is None:
-                                writer = await asyncio.to_thread(self._locations.writer, output)
-                            await asyncio.to_thread(writer.write, bytes(pending))
-                            pending.clear()
-                finally:
-                    await stream.aclose()
-                if writer is None:
-                    await asyncio.to_thread(self._locations.put, output, bytes(pending))
-                else:
-                    await asyncio.to_thread(writer.finish, bytes(pending))
-        except _Released:
+                head = await self._save(stream, invocation.output_location)
+        except (_Released, asyncio.CancelledError):
             raise
-        except BaseException as exc:
-            if writer is not None:
-                await asyncio.to_thread(writer.discard)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            if isinstance(exc, TimeoutError):
-                await self._fail(
-                    invocation,
-                    "Inference timed out: the model did not complete the answer within the "
-                    f"InvocationTimeoutSeconds of {invocation.invocation_timeout_seconds} s.",
-                )
-            elif _lost(exc) and invocation.attempts < MAX_ATTEMPTS:
-                # its instance went (scaled in, replaced, crashed): run it again elsewhere
-                log.warning(
-                    "the instance running %s went away; queued again", invocation.inference_id
-                )
-                raise _Released from exc
-            elif isinstance(exc, InstanceLost | ModelStreamError) and _lost(exc):
-                await self._fail(
-                    invocation,
-                    f"{exc.message} (the request was sent {invocation.attempts} times, and its "
-                    "instance stopped each time)",
-                )
-            elif isinstance(exc, ModelError):
-                await self._fail(
-                    invocation, exc.message, exc.original_message.encode(errors="replace")
-                )
-            elif isinstance(exc, ModelStreamError | ShipwayError):
-                await self._fail(invocation, exc.message)
-            elif isinstance(exc, Exception):
-                log.exception("asynchronous request %s failed", invocation.inference_id)
-                await self._fail(invocation, f"Internal failure: {type(exc).__name__}: {exc}")
-            else:
-                raise
+        except Exception as exc:
+            await self._failed(invocation, exc)
             return
         invocation.status = AsyncInvocationStatus.COMPLETED
         invocation.end_time = self._clock.now()
@@ -331,8 +281,65 @@ class AsyncDispatcher:
             self._settle,
             invocation,
             invocation.success_topic,
-            bytes(head) if include and size <= INLINE_RESPONSE_BYTES else None,
+            head if include and len(head) <= INLINE_RESPONSE_BYTES else None,
         )
+
+    async def _save(self, stream: InvocationStream, output: str) -> bytes:
+        """Write the answer to ``output``, atomically: at most a chunk in one go, a larger one
+        streamed to a writer (discarded if the answer breaks off). Returns its first
+        ``INLINE_RESPONSE_BYTES + 1`` bytes (what a notification may carry)."""
+        writer: Writer | None = None
+        head = bytearray()
+        pending = bytearray()
+        try:
+            async for piece in stream:
+                if len(head) <= INLINE_RESPONSE_BYTES:
+                    head += piece[: INLINE_RESPONSE_BYTES + 1 - len(head)]
+                pending += piece
+                if len(pending) >= CHUNK_BYTES:
+                    if writer is None:
+                        writer = await asyncio.to_thread(self._locations.writer, output)
+                    await asyncio.to_thread(writer.write, bytes(pending))
+                    pending.clear()
+            if writer is None:
+                await asyncio.to_thread(self._locations.put, output, bytes(pending))
+            else:
+                await asyncio.to_thread(writer.finish, bytes(pending))
+        except BaseException:
+            if writer is not None:
+                await asyncio.to_thread(writer.discard)
+            raise
+        finally:
+            await stream.aclose()
+        return bytes(head)
+
+    async def _failed(self, invocation: AsyncInvocation, exc: Exception) -> None:
+        """Fail the request for what went wrong, or give it back to the queue (:class:`_Released`)
+        when only its instance went away and it has sends left."""
+        content = None
+        if isinstance(exc, TimeoutError):
+            reason = (
+                "Inference timed out: the model did not complete the answer within the "
+                f"InvocationTimeoutSeconds of {invocation.invocation_timeout_seconds} s."
+            )
+        elif isinstance(exc, InstanceLost | ModelStreamError) and _lost(exc):
+            if invocation.attempts < MAX_ATTEMPTS:  # scaled in, replaced, crashed: run it again
+                log.warning(
+                    "the instance running %s went away; queued again", invocation.inference_id
+                )
+                raise _Released from exc
+            reason = (
+                f"{exc.message} (the request was sent {invocation.attempts} times, and its "
+                "instance stopped each time)"
+            )
+        elif isinstance(exc, ModelError):
+            reason, content = exc.message, exc.original_message.encode(errors="replace")
+        elif isinstance(exc, ShipwayError):
+            reason = exc.message
+        else:
+            log.exception("asynchronous request %s failed", invocation.inference_id)
+            reason = f"Internal failure: {type(exc).__name__}: {exc}"
+        await self._fail(invocation, reason, content)
 
     async def _fail(
         self, invocation: AsyncInvocation, reason: str, content: bytes | None = None

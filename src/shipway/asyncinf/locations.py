@@ -103,7 +103,9 @@ class Locations:
 
     def size(self, url: str) -> int:
         """The object's size; :class:`InputMissing` when it is not there (blocking)."""
-        fs, path = self._fs(url)
+        return self._size(url, *self._fs(url))
+
+    def _size(self, url: str, fs: Any, path: str) -> int:
         try:
             info = fs.info(path)
         except FileNotFoundError:
@@ -117,8 +119,8 @@ class Locations:
     def body(self, url: str) -> bytes | ObjectBody:
         """The object as a request body (blocking): its bytes when it is at most
         :data:`CHUNK_BYTES` (read at once), else a body streamed as it is sent."""
-        size = self.size(url)
         fs, path = self._fs(url)
+        size = self._size(url, fs, path)
         if size <= CHUNK_BYTES:
             try:
                 data: bytes = fs.cat_file(path)

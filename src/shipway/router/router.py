@@ -531,10 +531,12 @@ class Router:
         self._record(route, variant, started, sent, 500)
         if isinstance(exc, ConnectionLost):
             self._down(instance.instance_id)
-            lost = self._model_error(
-                instance, 0, f"The instance stopped while handling the request: {exc}"
+            return self._model_error(
+                instance,
+                0,
+                f"The instance stopped while handling the request: {exc}",
+                InstanceLost,
             )
-            return InstanceLost(lost.original_status, lost.original_message, log=lost.log)
         instance.timeouts += 1
         if instance.timeouts >= self.max_timeouts:
             self.table.mark_down(instance.instance_id)
@@ -549,13 +551,17 @@ class Router:
         return self._model_error(instance, 0, TIMEOUT_MESSAGE)
 
     def _model_error(
-        self, instance: InstanceRoute, status: int, message: bytes | str
+        self,
+        instance: InstanceRoute,
+        status: int,
+        message: bytes | str,
+        kind: type[ModelError] = ModelError,
     ) -> ModelError:
         """What the model (or its instance) answered, with where that instance's log is."""
         if isinstance(message, bytes):
             message = message.decode("utf-8", "replace")
         log = self._instance_log(instance.instance_id)
-        return ModelError(status, message, log=None if log is None else str(log))
+        return kind(status, message, log=None if log is None else str(log))
 
     def _variant(self, route: EndpointRoute, target: str | None) -> VariantRoute:
         if target is None:

@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import ipaddress
 import logging
+import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -97,9 +99,29 @@ class DeliveryFailed(Exception):
     """The subscriber did not take the message (the reason is the message)."""
 
 
+def _refuse_link_local(host: str, port: int | None) -> None:
+    """Never POST to a link-local address (169.254/16, fe80::/10): cloud metadata services
+    live there, and a subscription must not make the server talk to them. Private and
+    loopback addresses are allowed: a self-hosted server's webhooks are often internal."""
+    try:
+        found = socket.getaddrinfo(host, port or 80, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # the connection fails and says why
+    for *_, address in found:
+        ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if ip.is_link_local:
+            raise DeliveryFailed(
+                f"{host} resolves to the link-local address {ip} (where cloud metadata services "
+                "answer); Shipway does not deliver notifications there"
+            )
+
+
 def post(delivery: Delivery, timeout: float) -> int:
     """POST one message; its answer's status, or :class:`DeliveryFailed` when there is none."""
     url = urlsplit(delivery.url)
+    _refuse_link_local(url.hostname or "", url.port)
     headers = {
         "Content-Type": "text/plain; charset=UTF-8",
         "User-Agent": USER_AGENT,

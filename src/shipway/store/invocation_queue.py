@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy.engine import Engine
+
 from shipway.domain.async_inference import AsyncInvocation, AsyncInvocationStatus
 
 __all__ = [
@@ -105,14 +107,11 @@ class InvocationQueue(Protocol):
     def close(self) -> None: ...
 
 
-def open_queue(queue_url: str | None, engine: object, *, namespace: str) -> InvocationQueue:
+def open_queue(queue_url: str | None, engine: Engine, *, namespace: str) -> InvocationQueue:
     """The queue ``queue_url`` names (``redis://...``), or the metadata store's table."""
     if queue_url is None:
-        from sqlalchemy.engine import Engine
-
         from shipway.store.sql_queue import SqlInvocationQueue
 
-        assert isinstance(engine, Engine)
         return SqlInvocationQueue(engine)
     if queue_url.startswith(("redis://", "rediss://", "unix://")):
         from shipway.store.redis_queue import RedisInvocationQueue

@@ -28,10 +28,10 @@ from shipway.domain.shape import parse
 from shipway.monitor.metrics import MetricsStore
 from shipway.service.alarm_actions import AlarmActions
 from shipway.service.alarms import AlarmService
-from shipway.service.notification_delivery import RetryPolicy
+from shipway.service.notification_delivery import DeliveryFailed, RetryPolicy, post
 from shipway.service.notifications import NotificationService
 from shipway.store.metadata import MetadataStore
-from shipway.store.notifications import Delivery
+from shipway.store.notifications import Delivery, DeliveryStatus
 
 BASE = "https://shipway.example.com"
 ACCOUNT = Account()
@@ -290,3 +290,23 @@ def test_an_alarm_state_change_publishes_to_the_topics_of_its_actions(
         )
     )
     assert len(outbox(store, MessageType.NOTIFICATION)) == 1
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "[fe80::1]", "[::ffff:169.254.169.254]"])
+def test_no_notification_goes_to_a_link_local_address(host: str) -> None:
+    """Cloud metadata services answer on link-local addresses: a subscription never makes the
+    server POST there (refused before any connection)."""
+    delivery = Delivery(
+        subscription_arn="arn:aws:sns:us-east-1:123456789012:t:abc",
+        message_id="m-1",
+        message_type=MessageType.NOTIFICATION,
+        url=f"http://{host}/latest/api/token",
+        body="{}",
+        id=1,
+        status=DeliveryStatus.PENDING,
+        attempts=0,
+        next_attempt=0.0,
+        creation_time=0.0,
+    )
+    with pytest.raises(DeliveryFailed, match="link-local"):
+        post(delivery, timeout=1.0)
