@@ -62,6 +62,8 @@ __all__ = ["Controller"]
 log = logging.getLogger(__name__)
 
 PING_TIMEOUT = 2.0
+ROUTING_SETTLE_SECONDS = 0.25
+"""How long an instance out of routing keeps running before it is told to stop."""
 MAX_BACKOFF = 60.0
 SERVERLESS_PAYLOAD_BYTES = 4 * 1000 * 1000
 """A serverless endpoint's largest request body (SageMaker: 4 MB)."""
@@ -826,6 +828,10 @@ class Controller:
             if instance.live:
                 draining = instance.with_status(InstanceStatus.DRAINING)
                 await asyncio.to_thread(self._store.instances.put, draining)
+                # a request the router picked this instance for just before it left the table
+                # may still be on its way: once the model server has read it, SIGTERM waits
+                # for its answer; before, the server would close the connection under it
+                await self._clock.sleep(ROUTING_SETTLE_SECONDS)
             await self._backend.stop(instance.instance_id, grace)
         finally:
             self._draining.pop(instance.instance_id, None)
