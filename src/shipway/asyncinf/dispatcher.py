@@ -266,7 +266,7 @@ class AsyncDispatcher:
                     stream = await self._router.invoke_stream(request)
                 except (ServiceUnavailable, ValidationError) as exc:  # no instance; not in service
                     raise _Released from exc
-                head = await self._save(stream, invocation.output_location)
+                head = await self._save(stream, invocation.output_location, invocation.request_id)
         except (_Released, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -284,7 +284,7 @@ class AsyncDispatcher:
             head if include and len(head) <= INLINE_RESPONSE_BYTES else None,
         )
 
-    async def _save(self, stream: InvocationStream, output: str) -> bytes:
+    async def _save(self, stream: InvocationStream, output: str, key: str) -> bytes:
         """Write the answer to ``output``, atomically: at most a chunk in one go, a larger one
         streamed to a writer (discarded if the answer breaks off). Returns its first
         ``INLINE_RESPONSE_BYTES + 1`` bytes (what a notification may carry)."""
@@ -298,11 +298,11 @@ class AsyncDispatcher:
                 pending += piece
                 if len(pending) >= CHUNK_BYTES:
                     if writer is None:
-                        writer = await asyncio.to_thread(self._locations.writer, output)
+                        writer = await asyncio.to_thread(self._locations.writer, output, key)
                     await asyncio.to_thread(writer.write, bytes(pending))
                     pending.clear()
             if writer is None:
-                await asyncio.to_thread(self._locations.put, output, bytes(pending))
+                await asyncio.to_thread(self._locations.put, output, bytes(pending), key)
             else:
                 await asyncio.to_thread(writer.finish, bytes(pending))
         except BaseException:
@@ -370,7 +370,7 @@ class AsyncDispatcher:
         thread (one hop from the event loop for all of it)."""
         if failure is not None:
             try:
-                self._locations.put(invocation.failure_location, failure)
+                self._locations.put(invocation.failure_location, failure, invocation.request_id)
             except Exception as exc:
                 log.warning(
                     "could not write the failure of %s to %s: %s",

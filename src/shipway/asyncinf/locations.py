@@ -129,9 +129,9 @@ class Locations:
             return data
         return ObjectBody(fs, path, size)
 
-    def put(self, url: str, data: bytes) -> None:
-        """Write a small object at once, atomically (blocking)."""
-        writer = Writer(self, url)
+    def put(self, url: str, data: bytes, key: str | None = None) -> None:
+        """Write a small object at once, atomically (blocking). ``key``: see :class:`Writer`."""
+        writer = Writer(self, url, key)
         writer.open()
         writer.finish(data)
 
@@ -140,9 +140,9 @@ class Locations:
         with contextlib.suppress(FileNotFoundError):
             fs.rm_file(path)
 
-    def writer(self, url: str) -> Writer:
-        """An object to write piece by piece, opened (blocking)."""
-        writer = Writer(self, url)
+    def writer(self, url: str, key: str | None = None) -> Writer:
+        """An object to write piece by piece, opened (blocking). ``key``: see :class:`Writer`."""
+        writer = Writer(self, url, key)
         writer.open()
         return writer
 
@@ -150,16 +150,20 @@ class Locations:
 class Writer:
     """One object written piece by piece; it exists under its name only once committed.
 
+    A local object is written to a hidden file beside it, then renamed; an S3 object is uploaded
+    in parts and completed. ``key`` names the writing (a request's id): a writer killed with the
+    process leaves its hidden file, and the next writing of the same key (the rerun) reuses and
+    renames it instead of leaving it behind. Without a key, each writing is unique.
+
     Its methods block: call them from a worker thread."""
 
-    def __init__(self, locations: Locations, url: str) -> None:
+    def __init__(self, locations: Locations, url: str, key: str | None = None) -> None:
         self.url = url
         self._fs, self._path = locations._fs(url)
         self._local = protocol_of(url) in LOCAL_PROTOCOLS
+        parent, _, name = self._path.rpartition("/")
         self._temporary = (
-            f"{self._path.rsplit('/', 1)[0]}/.{self._path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}"
-            if self._local
-            else self._path
+            f"{parent}/.{name}.{key or uuid.uuid4().hex}.partial" if self._local else self._path
         )
         self._handle: Any = None
 
