@@ -33,7 +33,8 @@ from shipway.api.runtime import RuntimeAPI
 from shipway.api.sagemaker import SageMakerAPI
 from shipway.api.sns import SNSAPI
 from shipway.asyncinf.dispatcher import AsyncDispatcher
-from shipway.asyncinf.locations import Locations
+from shipway.batch.local import LocalEngine
+from shipway.batch.runner import BatchRunner
 from shipway.compute.backend import ComputeBackend
 from shipway.compute.local import LocalBackend
 from shipway.compute.pages import release_read_only_file_pages
@@ -59,9 +60,11 @@ from shipway.service.notification_delivery import NotificationDelivery, RetryPol
 from shipway.service.notifications import NotificationService
 from shipway.service.scaling import ScalingService
 from shipway.service.tags import TagService
+from shipway.service.transform_jobs import TransformJobService
 from shipway.settings import Settings
 from shipway.store.artifacts import ArchiveLimits, ArtifactStore, SourcePolicy
 from shipway.store.invocation_queue import open_queue
+from shipway.store.locations import Locations
 from shipway.store.metadata import MetadataStore
 from shipway.store.upgrade import upgrade_apart as upgrade_schema_apart
 
@@ -201,6 +204,19 @@ class Platform:
             ),
             endpoint_exists=lambda name: self.store.endpoints.get(name) is not None,
         )
+        self.batch = BatchRunner(
+            self.store,
+            self.locations,
+            self.artifacts,
+            lambda: LocalEngine(
+                self.backend,
+                self.catalog,
+                startup_timeout=settings.instance_startup_timeout_seconds,
+                max_batch_size=settings.max_batch_size,
+            ),
+            self.clock,
+            settings.batch_dir,
+        )
         self.controller = Controller(
             store=self.store,
             backend=self.backend,
@@ -244,6 +260,9 @@ class Platform:
             alarms=self.alarms,
         )
         self.tags = TagService(self.store, account)
+        self.transform_jobs = TransformJobService(
+            self.store, self.locations, self.catalog, account, self.clock, wake=self.batch.wake
+        )
         self.scaling = ScalingService(
             self.store,
             self.alarms,
@@ -334,6 +353,7 @@ class Platform:
         await self.controller.start()
         await self.notification_delivery.start()  # what a killed server left unsent, first
         await self.dispatcher.start()
+        await self.batch.start()  # jobs a stopped server left in progress resume
         if gone := await asyncio.to_thread(self.scaling.forget_gone_endpoints):
             log.info("forgot the autoscaling of endpoints deleted meanwhile: %s", ", ".join(gone))
         await self.alarm_evaluator.start()
@@ -346,6 +366,7 @@ class Platform:
     async def stop(self) -> None:
         await self.router.drain_shadows(timeout=5.0)  # copies to shadows, while instances live
         await self.dispatcher.close()  # requests under way go back to the queue
+        await self.batch.close()  # jobs in progress resume when the server starts again
         await self.notification_delivery.close()  # messages under way are sent after a restart
         await self.autoscaler.close()
         await self.concurrency.close()

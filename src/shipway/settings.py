@@ -188,6 +188,11 @@ class Settings(BaseSettings):
         return self.home / "async-inputs"
 
     @property
+    def batch_dir(self) -> Path:
+        """Transform jobs' part files, until their objects' outputs are written."""
+        return self.home / "batch"
+
+    @property
     def log_dir(self) -> Path:
         return self.home / "logs"
 

@@ -85,6 +85,13 @@ from shipway.domain.scaling import (
     ScalingPolicyDefinition,
 )
 from shipway.domain.shape import describe_errors, dump, parse
+from shipway.domain.transform_job import (
+    CreateTransformJobInput,
+    CreateTransformJobOutput,
+    DescribeTransformJobOutput,
+    ListTransformJobsInput,
+    TransformJobStatus,
+)
 from shipway.monitor.shadow_report import ShadowReport, ShadowReportNotFound
 from shipway.router.router import Invocation
 from shipway.service.endpoint_metrics import endpoint_datapoints
@@ -389,6 +396,52 @@ def create_rest_app(platform: Platform) -> FastAPI:
     )
     def delete_endpoint(name: str) -> Response:
         services.endpoints.delete_endpoint(name)
+        return Response(status_code=204)
+
+    @app.post(
+        "/api/transform-jobs",
+        tags=["transform jobs"],
+        status_code=201,
+        response_model_exclude_none=True,
+        responses=raises(ValidationError, NotFound, AlreadyExists),
+    )
+    def create_transform_job(request: CreateTransformJobInput) -> CreateTransformJobOutput:
+        return services.transform_jobs.create_transform_job(request)
+
+    @app.get("/api/transform-jobs", tags=["transform jobs"])
+    def list_transform_jobs(
+        query: ListQuery,
+        status_equals: TransformJobStatus | None = None,
+        last_modified_time_before: Time | None = None,
+        last_modified_time_after: Time | None = None,
+    ) -> dict[str, Any]:
+        filters = ListTransformJobsInput(
+            **query.model_dump(),
+            status_equals=status_equals,
+            last_modified_time_before=last_modified_time_before,
+            last_modified_time_after=last_modified_time_after,
+        )
+        return _page("TransformJobSummaries", *services.transform_jobs.list_transform_jobs(filters))
+
+    @app.get(
+        "/api/transform-jobs/{name}",
+        tags=["transform jobs"],
+        response_model_exclude_none=True,
+        responses=raises(NotFound),
+        summary="Describe a transform job, with its progress",
+    )
+    def describe_transform_job(name: str) -> DescribeTransformJobOutput:
+        return services.transform_jobs.describe_transform_job(name)
+
+    @app.post(
+        "/api/transform-jobs/{name}/stop",
+        tags=["transform jobs"],
+        status_code=204,
+        responses=raises(NotFound, InvalidState),
+        summary="Stop a transform job (objects not yet written get no output)",
+    )
+    def stop_transform_job(name: str) -> Response:
+        services.transform_jobs.stop_transform_job(name)
         return Response(status_code=204)
 
     @app.post(

@@ -28,6 +28,7 @@ from shipway.domain.model import CreateModelInput
 from shipway.domain.names import EntityName, ModelName
 from shipway.domain.shape import Shape, parse
 from shipway.domain.tags import AddTagsInput, DeleteTagsInput, ListTagsInput
+from shipway.domain.transform_job import CreateTransformJobInput, ListTransformJobsInput
 
 if TYPE_CHECKING:
     from shipway.platform import Platform
@@ -54,6 +55,10 @@ class _EndpointConfigName(Shape):
 
 class _EndpointName(Shape):
     endpoint_name: EntityName
+
+
+class _TransformJobName(Shape):
+    transform_job_name: EntityName
 
 
 def _out(shape: Shape, *drop: str) -> Document:
@@ -152,6 +157,27 @@ def _operations() -> dict[str, Operation]:
     @op("DeleteEndpoint")
     def _(p: Platform, body: Document) -> Document:
         p.endpoints.delete_endpoint(parse(_EndpointName, body).endpoint_name)
+        return {}
+
+    # --- transform jobs ---
+    @op("CreateTransformJob")
+    def _(p: Platform, body: Document) -> Document:
+        request = parse(CreateTransformJobInput, body)
+        return _out(p.transform_jobs.create_transform_job(request))
+
+    @op("DescribeTransformJob")
+    def _(p: Platform, body: Document) -> Document:
+        name = parse(_TransformJobName, body).transform_job_name
+        return _out(p.transform_jobs.describe_transform_job(name), "Tags")
+
+    @op("ListTransformJobs")
+    def _(p: Platform, body: Document) -> Document:
+        query = parse(ListTransformJobsInput, body)
+        return _page("TransformJobSummaries", *p.transform_jobs.list_transform_jobs(query))
+
+    @op("StopTransformJob")
+    def _(p: Platform, body: Document) -> Document:
+        p.transform_jobs.stop_transform_job(parse(_TransformJobName, body).transform_job_name)
         return {}
 
     # --- tags ---

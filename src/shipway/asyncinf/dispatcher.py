@@ -30,7 +30,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shipway.asyncinf.locations import CHUNK_BYTES, InputMissing, Locations, Writer
 from shipway.asyncinf.notification import INLINE_RESPONSE_BYTES, notification_message
 from shipway.domain.async_inference import (
     AsyncInvocation,
@@ -49,6 +48,7 @@ from shipway.router.router import (
     Router,
 )
 from shipway.store.invocation_queue import LEASE_SECONDS, Backlog, InvocationQueue
+from shipway.store.locations import CHUNK_BYTES, InputMissing, Locations, Writer
 
 __all__ = ["BACKLOG_METRICS", "AsyncDispatcher", "Publish"]
 

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from shipway.asyncinf.locations import InputMissing, Locations
 from shipway.domain.async_inference import (
     DEFAULT_INVOCATION_TIMEOUT_SECONDS,
     DEFAULT_REQUEST_TTL_SECONDS,
@@ -30,6 +29,7 @@ from shipway.domain.endpoint import SERVING
 from shipway.domain.errors import NotFound, ValidationError
 from shipway.domain.names import Account
 from shipway.store.invocation_queue import Backlog, InvocationQuery, InvocationQueue
+from shipway.store.locations import InputMissing, Locations
 from shipway.store.metadata import MetadataStore
 
 __all__ = ["AsyncInvocationService"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shipway.asyncinf.locations import Locations
 from shipway.domain.async_inference import AsyncInferenceConfig
 from shipway.domain.clock import Clock
 from shipway.domain.endpoint_config import (
@@ -17,6 +16,7 @@ from shipway.domain.errors import NotFound, ValidationError
 from shipway.domain.instance_types import InstanceTypeCatalog
 from shipway.domain.listing import ListInput
 from shipway.domain.names import Account
+from shipway.store.locations import Locations
 from shipway.store.metadata import MetadataStore
 from shipway.store.sources import SourcePolicy
 

@@ -14,7 +14,12 @@ __all__ = ["TagService"]
 
 PARTITION = "aws"
 """The partition of every ARN this server hands out (:meth:`Account.arn`)."""
-KINDS = {"model": "model", "endpoint-config": "endpoint configuration", "endpoint": "endpoint"}
+KINDS = {
+    "model": "model",
+    "endpoint-config": "endpoint configuration",
+    "endpoint": "endpoint",
+    "transform-job": "transform job",
+}
 
 
 class TagService:
@@ -43,12 +48,14 @@ class TagService:
         kind, _, name = resource.partition("/")
         if kind not in KINDS or not name:
             raise ValidationError(
-                f"ResourceArn '{arn}' names no model, endpoint configuration or endpoint."
+                f"ResourceArn '{arn}' names no model, endpoint configuration, endpoint or "
+                "transform job."
             )
         collections: dict[str, Collection[Any]] = {
             "model": self._store.models,
             "endpoint-config": self._store.endpoint_configs,
             "endpoint": self._store.endpoints,
+            "transform-job": self._store.transform_jobs,
         }
         return collections[kind], name, kind
 

@@ -76,6 +76,7 @@ class ModelServer:
         self._routes: dict[tuple[str, str], Callable[[Scope, bytes], Awaitable[Response]]] = {
             ("POST", "/invocations"): self._invocations,
             ("GET", "/ping"): self._ping,
+            ("GET", "/execution-parameters"): self._execution_parameters,
             ("GET", "/v2/health/live"): self._live,
             ("GET", "/v2/health/ready"): self._ping,
             ("GET", "/v2"): self._server_metadata,
@@ -141,6 +142,17 @@ class ModelServer:
         if self.ready:
             return Response(200, b"", TEXT)
         return Response(503, b"model is loading", TEXT)
+
+    async def _execution_parameters(self, scope: Scope, body: bytes) -> Response:
+        """What a transform job should send when it leaves it to the container: two requests
+        at a time (one in transit while the other computes) and, for runtimes that predict on
+        arrays, many records per request (one call on many rows costs about what one row
+        does); a runtime that reads whole payloads (``inference.py``) keeps the job's default
+        of one record per request."""
+        parameters: dict[str, object] = {"MaxConcurrentTransforms": 2}
+        if not self.runtime.handles_payloads:
+            parameters |= {"BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
+        return Response(200, orjson.dumps(parameters), b"application/json")
 
     async def _live(self, scope: Scope, body: bytes) -> Response:
         return Response(200, b"", TEXT)

@@ -1,9 +1,10 @@
 """Which cached artifacts are still needed, and releasing those that are not.
 
 A cache entry (:class:`~shipway.store.artifacts.ArtifactStore`) is needed while a model names
-its ``ModelDataUrl`` *or* an endpoint runs a copy of such a model: SageMaker lets a model be
-deleted while an endpoint serves it, and the endpoint must still be able to start instances
-(replacing a dead one, a server restart, more capacity) from its copy. So an entry goes only
+its ``ModelDataUrl`` *or* an endpoint (or a transform job in progress) runs a copy of such a
+model: SageMaker lets a model be deleted while an endpoint serves it, and the endpoint must
+still be able to start instances (replacing a dead one, a server restart, more capacity) from
+its copy. So an entry goes only
 when the last of both has gone: DeleteModel, the controller removing a deleted endpoint, and a
 deployment leaving its old models behind all call :func:`release_unused`.
 """
@@ -28,6 +29,9 @@ def urls_in_use(store: MetadataStore) -> set[str]:
     models = [*store.models.all()]
     for endpoint in store.endpoints.all():
         models.extend(endpoint.models_in_use())
+    for job in store.transform_jobs.all():
+        if not job.transform_job_status.finished:
+            models.append(job.model)
     return {
         container.model_data_url
         for model in models

@@ -1,5 +1,5 @@
-"""The metadata store: models, endpoint configurations, endpoints, instances, alarms and
-scaling (targets, policies, activities), in SQL.
+"""The metadata store: models, endpoint configurations, endpoints, instances, alarms, scaling
+(targets, policies, activities), notifications and transform jobs, in SQL.
 
 SQLite in the data dir by default; PostgreSQL (or any SQLAlchemy URL) for scale-out. Opening a
 store brings its schema to the newest revision with Alembic, so a data dir written by an older
@@ -28,13 +28,15 @@ from shipway.domain.endpoint import Endpoint
 from shipway.domain.endpoint_config import EndpointConfig
 from shipway.domain.errors import AlreadyExists, ValidationError
 from shipway.domain.instance import Instance, InstanceStatus
-from shipway.domain.listing import ListEndpointsInput, ListInput, SortBy, SortOrder
+from shipway.domain.listing import ListInput, SortBy, SortOrder
 from shipway.domain.model import Model
 from shipway.domain.shape import Shape
+from shipway.domain.transform_job import TransformJob
 from shipway.store import schema
 from shipway.store.alarms import AlarmStore
 from shipway.store.notifications import NotificationStore
 from shipway.store.scaling import ScalingStore
+from shipway.store.transform_plans import TransformPlans
 
 __all__ = [
     "HEAD",
@@ -49,7 +51,7 @@ __all__ = [
 S = TypeVar("S", bound=Shape)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0006"
+HEAD = "0007"
 """The newest migration's revision (a test checks it is alembic's head)."""
 
 
@@ -183,13 +185,16 @@ class Collection(Generic[S]):
             stmt = stmt.where(t.c.creation_time < _epoch(query.creation_time_before))
         if query.creation_time_after is not None:
             stmt = stmt.where(t.c.creation_time >= _epoch(query.creation_time_after))
-        if isinstance(query, ListEndpointsInput):
-            if query.last_modified_time_before is not None:
-                stmt = stmt.where(t.c.last_modified_time < _epoch(query.last_modified_time_before))
-            if query.last_modified_time_after is not None:
-                stmt = stmt.where(t.c.last_modified_time >= _epoch(query.last_modified_time_after))
-            if query.status_equals is not None:
-                stmt = stmt.where(t.c.status == query.status_equals.value)
+        # the lists of resources with a status (endpoints, transform jobs) filter on it too
+        modified_before = getattr(query, "last_modified_time_before", None)
+        modified_after = getattr(query, "last_modified_time_after", None)
+        status = getattr(query, "status_equals", None)
+        if modified_before is not None:
+            stmt = stmt.where(t.c.last_modified_time < _epoch(modified_before))
+        if modified_after is not None:
+            stmt = stmt.where(t.c.last_modified_time >= _epoch(modified_after))
+        if status is not None:
+            stmt = stmt.where(t.c.status == status.value)
         if query.next_token:
             last_value, last_key = _decode_token(query.next_token, query.sort_by)
             after = sa.tuple_(sort_col, t.c.name_key)
@@ -315,6 +320,19 @@ class MetadataStore:
                 "status": e.endpoint_status.value,
             },
         )
+        self.transform_jobs: Collection[TransformJob] = Collection(
+            self.engine,
+            schema.transform_jobs,
+            TransformJob,
+            lambda j: j.transform_job_name,
+            lambda j: {
+                "arn": j.transform_job_arn,
+                "creation_time": _epoch(j.creation_time),
+                "last_modified_time": _epoch(j.last_modified_time),
+                "status": j.transform_job_status.value,
+            },
+        )
+        self.transform_plans = TransformPlans(self.engine)
         self.instances = Instances(self.engine)
         self.alarms = AlarmStore(self.engine)
         self.scaling = ScalingStore(self.engine)

@@ -24,6 +24,9 @@ __all__ = [
     "sns_messages",
     "sns_subscriptions",
     "sns_topics",
+    "transform_jobs",
+    "transform_objects",
+    "transform_shards",
 ]
 
 metadata = sa.MetaData()
@@ -193,4 +196,34 @@ sns_deliveries = sa.Table(
     sa.Column("finished", sa.Float, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Index("ix_sns_deliveries_due", "status", "next_attempt"),
+)
+
+# Transform jobs, and each job's plan: its input objects and their shards, with their progress
+transform_jobs = _resource_table(
+    "transform_jobs",
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("last_modified_time", sa.Float, nullable=False),
+)
+transform_objects = sa.Table(
+    "transform_objects",
+    metadata,
+    sa.Column("job_key", sa.String(64), primary_key=True),
+    sa.Column("object_index", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("failure", sa.Text, nullable=True),
+)
+transform_shards = sa.Table(
+    "transform_shards",
+    metadata,
+    sa.Column("job_key", sa.String(64), primary_key=True),
+    sa.Column("shard_index", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("object_index", sa.Integer, nullable=False),
+    sa.Column("start", sa.BigInteger, nullable=False),
+    sa.Column("end", sa.BigInteger, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("part_size", sa.BigInteger, nullable=False, server_default="0"),
 )

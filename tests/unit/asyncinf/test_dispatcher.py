@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from shipway.asyncinf.dispatcher import AsyncDispatcher
-from shipway.asyncinf.locations import Locations
 from shipway.domain.async_inference import (
     AsyncInferenceConfig,
     AsyncInvocation,
@@ -27,6 +26,7 @@ from shipway.router.routing import (
     Snapshot,
     VariantSnapshot,
 )
+from shipway.store.locations import Locations
 from shipway.store.metadata import MetadataStore
 from shipway.store.sources import SourcePolicy
 from shipway.store.sql_queue import SqlInvocationQueue

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 from collections.abc import Callable, Iterable
 from typing import IO, cast
 
@@ -206,19 +205,6 @@ def test_frames_do_not_read_the_whole_object_first(framing_: Framing, write: Wri
 
 
 @pytest.mark.parametrize(("framing_", "write"), FRAMINGS)
-def test_100k_small_records_frame_and_parse_fast(framing_: Framing, write: Write) -> None:
-    records = [b"record %d" % number for number in range(100_000)]
-    started = time.perf_counter()
-    data = write(records)
-    read = [framing_.data(frame) for frame in framing_.frames(io.BytesIO(data))]
-    elapsed = time.perf_counter() - started
-    assert read == records
-    # Measured 0.2 s (RecordIO) and 0.35 s (TFRecord, whose writer computes the data CRCs in
-    # Python) on the development machine; the bound leaves room for a loaded CI.
-    assert elapsed < 2.0
-
-
-@pytest.mark.parametrize(("framing_", "write"), FRAMINGS)
 def test_frames_of_a_body_in_memory(framing_: Framing, write: Write) -> None:
     records = [b"one", MAGIC * 2, b""]
     body = write(records)
@@ -294,11 +280,9 @@ def test_a_corrupt_tfrecord_length_fails_on_its_crc_before_any_allocation() -> N
     data = write_tfrecord([b"first", b"second"])  # 21 bytes, then 22
     corrupt = bytearray(data)
     corrupt[21 + 7] = 0x40  # the second length becomes 2**62 + 6
-    started = time.perf_counter()
-    fails(
+    fails(  # a 4 EiB allocation would fail with MemoryError, not this
         TFRECORD, bytes(corrupt), r"TFRecord length CRC mismatch at byte 21: .* 4611686018427387910"
     )
-    assert time.perf_counter() - started < 0.5
 
 
 def test_truncated_tfrecord_names_where_the_file_ends() -> None:

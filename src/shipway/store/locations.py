@@ -1,5 +1,5 @@
-"""Where asynchronous requests read their input and write their answers: any fsspec URL the
-server allows, read and written as streams.
+"""Where asynchronous requests and transform jobs read their inputs and write their outputs:
+any fsspec URL the server allows, read and written as streams.
 
 - **Allowed URLs.** Local paths and ``file://``, ``s3://`` (to ``SHIPWAY_S3_ENDPOINT_URL`` when
   set), ``gs://``, ``az://``...: the same list as model data, never ``http(s)://``. A local path
@@ -100,6 +100,45 @@ class Locations:
         )
         fs, path = fsspec.core.url_to_fs(url, **options)
         return fs, str(path)
+
+    def open(self, url: str) -> Any:
+        """The object opened for reading (blocking); :class:`InputMissing` when it is not there."""
+        fs, path = self._fs(url)
+        try:
+            return fs.open(path, "rb")
+        except FileNotFoundError:
+            raise InputMissing(f"The input object {url} does not exist.") from None
+
+    def under(self, prefix: str) -> list[tuple[str, str, int]]:
+        """Every object whose name begins with ``prefix`` (S3's prefix semantics: ``s3://b/in/``
+        is the folder, ``s3://b/in/day-`` the objects named so), sorted, as (URL, key relative
+        to the prefix's folder, size); a prefix naming one object gives it alone (blocking)."""
+        fs, path = self._fs(prefix)
+        protocol = protocol_of(prefix)
+        scheme = f"{protocol}://" if protocol and prefix.startswith(f"{protocol}://") else ""
+        # fsspec drops a trailing slash: the URL's says the prefix is a folder
+        folder = path.rstrip("/") + "/" if prefix.endswith("/") else path.rsplit("/", 1)[0] + "/"
+        try:
+            info = fs.info(path)
+        except (FileNotFoundError, OSError):
+            info = None
+        if info is not None and info.get("type") == "file":
+            name = path.rsplit("/", 1)[-1]
+            return [(prefix, name, int(info.get("size") or 0))]
+        try:
+            found = fs.find(folder.rstrip("/") or "/", detail=True)
+        except FileNotFoundError:
+            found = {}
+        objects = []
+        for name, entry in sorted(found.items()):
+            name = str(name)
+            if not name.startswith(folder if prefix.endswith("/") else path):
+                continue
+            if entry.get("type") != "file" or name.endswith("/"):
+                continue
+            url = scheme + name if scheme else (name if protocol is None else f"file://{name}")
+            objects.append((url, name[len(folder) :], int(entry.get("size") or 0)))
+        return objects
 
     def size(self, url: str) -> int:
         """The object's size; :class:`InputMissing` when it is not there (blocking)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shipway.asyncinf.locations import Locations
+from shipway.store.locations import Locations
 from shipway.store.sources import SourcePolicy
 
 
