@@ -64,6 +64,12 @@ if TYPE_CHECKING:
     )
     from shipway.domain.shape import Shape
     from shipway.domain.sorting import SortBy, SortOrder
+    from shipway.domain.transform_job import (
+        CreateTransformJobInput,
+        DescribeTransformJobOutput,
+        TransformJobStatus,
+        TransformJobSummary,
+    )
     from shipway.monitor.shadow_report import ShadowReport
 
 __all__ = [
@@ -382,6 +388,43 @@ class ShipwayClient:
             params={"tolerance": repr(float(tolerance))},
         )
         return _shape(ShadowReport, answer)
+
+    # --- transform jobs -----------------------------------------------------------------------
+
+    def create_transform_job(self, request: CreateTransformJobInput) -> str:
+        """Start a transform job (status InProgress); returns its ARN."""
+        answer = self._document("POST", "/api/transform-jobs", json=_wire(request))
+        return str(answer.get("TransformJobArn"))
+
+    def describe_transform_job(self, name: str) -> DescribeTransformJobOutput:
+        """A transform job, with its progress (Shipway's ``Progress``)."""
+        from shipway.domain.transform_job import DescribeTransformJobOutput
+
+        answer = self._document("GET", f"/api/transform-jobs/{_name(name)}")
+        return _shape(DescribeTransformJobOutput, answer)
+
+    def list_transform_jobs(
+        self,
+        *,
+        name_contains: str | None = None,
+        status: TransformJobStatus | None = None,
+        sort_by: SortBy | None = None,
+        sort_order: SortOrder | None = None,
+        max_results: int | None = None,
+    ) -> list[TransformJobSummary]:
+        """Transform jobs, newest first unless told otherwise, following pages until
+        ``max_results`` (or all of them when None)."""
+        from shipway.domain.transform_job import TransformJobStatus, TransformJobSummary
+
+        params = _filters(name_contains, sort_by, sort_order)
+        if status is not None:
+            params["status_equals"] = TransformJobStatus(status).value
+        items = self._list("/api/transform-jobs", "TransformJobSummaries", params, max_results)
+        return [_shape(TransformJobSummary, item) for item in items]
+
+    def stop_transform_job(self, name: str) -> None:
+        """Ask a job in progress to stop (status Stopping, then Stopped)."""
+        self._request("POST", f"/api/transform-jobs/{_name(name)}/stop")
 
     # --- alarms -------------------------------------------------------------------------------
 

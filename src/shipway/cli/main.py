@@ -70,6 +70,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "shipway.cli.topics:app",
         "SNS topics (made with boto3's sns client): list them, show one with its subscriptions.",
     ),
+    "jobs": (
+        "shipway.cli.transform_jobs:app",
+        "Batch transform jobs: create, watch, describe, list and stop them.",
+    ),
 }
 """Each command: where it lives (``module:attribute``, a function or a :class:`typer.Typer`)
 and the line the root's help shows for it (a test checks it is the command's own)."""
