@@ -8,6 +8,7 @@ import pytest
 
 pytest_plugins: list[str] = [
     "tests.fixtures.postgres",
+    "tests.fixtures.ray",
     "tests.fixtures.redis",
     "tests.fixtures.s3",
     "tests.fixtures.server",

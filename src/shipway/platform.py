@@ -33,6 +33,7 @@ from shipway.api.runtime import RuntimeAPI
 from shipway.api.sagemaker import SageMakerAPI
 from shipway.api.sns import SNSAPI
 from shipway.asyncinf.dispatcher import AsyncDispatcher
+from shipway.batch.engine import Engine
 from shipway.batch.local import LocalEngine
 from shipway.batch.runner import BatchRunner
 from shipway.compute.backend import ComputeBackend
@@ -208,12 +209,7 @@ class Platform:
             self.store,
             self.locations,
             self.artifacts,
-            lambda: LocalEngine(
-                self.backend,
-                self.catalog,
-                startup_timeout=settings.instance_startup_timeout_seconds,
-                max_batch_size=settings.max_batch_size,
-            ),
+            self._batch_engine,
             self.clock,
             settings.batch_dir,
         )
@@ -300,6 +296,27 @@ class Platform:
         self.cloudwatch_api = CloudWatchAPI(self)
         self.sns_api = SNSAPI(self)
         self.autoscaling_api = AutoscalingAPI(self)
+
+    def _batch_engine(self) -> Engine:
+        """The engine of one transform job: Ray actors with ``ray_address``, else local
+        processes."""
+        settings = self.settings
+        if settings.ray_address:
+            from shipway.batch.ray import RayEngine  # imports Ray only now
+
+            return RayEngine(
+                settings.ray_address,
+                self.catalog,
+                s3_endpoint_url=settings.s3_endpoint_url,
+                startup_timeout=settings.instance_startup_timeout_seconds,
+            )
+        return LocalEngine(
+            self.backend,
+            self.catalog,
+            self.locations,
+            startup_timeout=settings.instance_startup_timeout_seconds,
+            max_batch_size=settings.max_batch_size,
+        )
 
     def _async_config(self, endpoint_name: str) -> AsyncInferenceConfig | None:
         """The AsyncInferenceConfig of an asynchronous endpoint the router routes now."""

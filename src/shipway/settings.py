@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     """Requests in flight one instance of a serverless variant takes (its model server batches
     them): the variant runs one instance per this many, up to its MaxConcurrency's worth."""
 
+    ray_address: str | None = None
+    """A Ray cluster (``host:port`` of its head, or ``auto``) to run transform jobs on; unset,
+    they run as local processes. Needs ``pip install 'shipway[ray]'``."""
     queue_url: str | None = None
     """Where asynchronous requests queue: ``redis://host:port/db`` for Redis Streams; unset, a
     table of the metadata store (SQLite, or PostgreSQL with ``database_url``)."""

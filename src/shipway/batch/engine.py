@@ -9,12 +9,11 @@ feeds its own model server.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
-from shipway.batch.shards import ShardResult, ShardWork
+from shipway.batch.shards import ShardInput, ShardResult, ShardWork
 from shipway.domain.transform_job import BatchStrategy, TransformJob
 
 __all__ = ["Engine", "ExecutionParameters"]
@@ -41,14 +40,7 @@ class Engine(Protocol):
         flight per instance."""
         ...
 
-    async def transform(
-        self,
-        work: ShardWork,
-        open_input: Callable[[], IO[bytes]],
-        start: int,
-        end: int | None,
-        part: Path,
-    ) -> ShardResult:
+    async def transform(self, work: ShardWork, shard: ShardInput, part: Path) -> ShardResult:
         """Transform one shard into ``part``; :class:`~shipway.batch.shards.InstanceLost`
         when the instance went away (the shard may run again)."""
         ...

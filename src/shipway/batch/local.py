@@ -11,15 +11,14 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from shipway.batch.engine import ExecutionParameters
 from shipway.batch.shards import (
     InstanceLost,
     RequestFailed,
+    ShardInput,
     ShardResult,
     ShardWork,
     transform_shard,
@@ -36,6 +35,7 @@ from shipway.router.upstream import (
     UpstreamTimeout,
 )
 from shipway.serving.runtime import resolve_runtime
+from shipway.store.locations import Locations
 
 __all__ = ["LocalEngine", "batch_environment"]
 
@@ -78,12 +78,14 @@ class LocalEngine:
         self,
         backend: ComputeBackend,
         catalog: InstanceTypeCatalog,
+        locations: Locations,
         *,
         startup_timeout: float,
         max_batch_size: int = 64,
     ) -> None:
         self._backend = backend
         self._catalog = catalog
+        self._locations = locations
         self._startup_timeout = startup_timeout
         self._max_batch_size = max_batch_size
         self._instances: list[_Instance] = []
@@ -172,15 +174,8 @@ class LocalEngine:
     def concurrency(self, per_instance: int) -> int:
         return max(1, len(self._instances)) * per_instance
 
-    async def transform(
-        self,
-        work: ShardWork,
-        open_input: Callable[[], IO[bytes]],
-        start: int,
-        end: int | None,
-        part: Path,
-    ) -> ShardResult:
-        return await transform_shard(work, open_input, start, end, self._send, part)
+    async def transform(self, work: ShardWork, shard: ShardInput, part: Path) -> ShardResult:
+        return await transform_shard(work, self._locations, shard, self._send, part)
 
     async def _send(self, body: bytes) -> bytes:
         instance = await self._pick()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gzip
 import json
 import logging
 import shutil
@@ -26,11 +25,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
 from shipway.batch.data_processing import data_processor
 from shipway.batch.engine import Engine, ExecutionParameters
-from shipway.batch.shards import InstanceLost, RecordFailed, ShardWork
+from shipway.batch.shards import InstanceLost, RecordFailed, ShardInput, ShardWork, open_input
 from shipway.batch.splitting import payloads
 from shipway.domain.clock import Clock
 from shipway.domain.errors import ShipwayError, ValidationError
@@ -346,9 +345,7 @@ class BatchRunner:
             obj = run.objects[shard.object_index]
             part = self._part(run, shard)
             try:
-                result = await engine.transform(
-                    work, self._opener(run.job, obj), shard.start, shard.end, part
-                )
+                result = await engine.transform(work, self._input(run.job, obj, shard), part)
             except InstanceLost as exc:
                 attempts = run.attempts.get(shard.index, 0) + 1
                 run.attempts[shard.index] = attempts
@@ -390,7 +387,8 @@ class BatchRunner:
         work = _work(run.job, ExecutionParameters())[0]
 
         def count() -> int:
-            with self._opener(run.job, obj)() as reader:
+            whole = self._input(run.job, obj, Shard(shard.index, obj.index, 0, None))
+            with open_input(self._locations, whole) as reader:
                 return sum(
                     p.count
                     for p in payloads(
@@ -478,16 +476,9 @@ class BatchRunner:
     def _part(self, run: _Run, shard: Shard) -> Path:
         return run.folder / f"{shard.object_index}-{shard.index}.part"
 
-    def _opener(self, job: TransformJob, obj: InputObject) -> Callable[[], IO[bytes]]:
+    def _input(self, job: TransformJob, obj: InputObject, shard: Shard) -> ShardInput:
         gzipped = job.transform_input.compression_type is CompressionType.GZIP
-
-        def open_input() -> IO[bytes]:
-            raw: IO[bytes] = self._locations.open(obj.url)
-            if not gzipped:
-                return raw
-            return cast(IO[bytes], _Gzipped(raw))
-
-        return open_input
+        return ShardInput(obj.url, shard.start, shard.end, gzipped)
 
     async def _progress(self, run: _Run) -> None:
         objects = run.objects
@@ -544,20 +535,6 @@ class BatchRunner:
 
         await asyncio.to_thread(self._store.transform_jobs.update, name, change)
         await asyncio.to_thread(shutil.rmtree, folder, True)
-
-
-class _Gzipped(gzip.GzipFile):
-    """A gzip stream that closes the object under it too."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        super().__init__(fileobj=raw, mode="rb")
-        self._raw = raw
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._raw.close()
 
 
 def _whole(part: Path, size: int) -> bool:

@@ -16,24 +16,28 @@ one record, not a payload of thousands.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 from shipway.batch.data_processing import DataProcessor
 from shipway.batch.splitting import Payload, RecordTooLarge, payloads
 from shipway.domain.errors import ShipwayError
 from shipway.domain.transform_job import AssembleWith, BatchStrategy, SplitType
+from shipway.store.locations import Locations
 
 __all__ = [
     "InstanceLost",
     "RecordFailed",
     "RequestFailed",
     "Send",
+    "ShardInput",
     "ShardResult",
     "ShardWork",
+    "open_input",
     "transform_shard",
 ]
 
@@ -45,6 +49,13 @@ class RequestFailed(Exception):
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+
+    def __reduce__(self) -> tuple[Any, tuple[str, bool]]:
+        return _request_failed, (self.message, self.retryable)
+
+
+def _request_failed(message: str, retryable: bool) -> RequestFailed:
+    return RequestFailed(message, retryable=retryable)
 
 
 class InstanceLost(Exception):
@@ -59,6 +70,9 @@ class RecordFailed(ShipwayError):
     def __init__(self, message: str, record: int) -> None:
         super().__init__(message)
         self.record = record
+
+    def __reduce__(self) -> tuple[type[RecordFailed], tuple[str, int]]:
+        return RecordFailed, (self.message, self.record)  # it crosses from Ray actors
 
 
 Send = Callable[[bytes], Awaitable[bytes]]
@@ -80,22 +94,48 @@ class ShardWork:
 
 
 @dataclass(frozen=True)
+class ShardInput:
+    """Where a shard's bytes are: ``[start, end)`` of the object at ``url`` (``end`` None: to
+    its end), gzip-compressed or not. Plain data: it travels to Ray actors."""
+
+    url: str
+    start: int = 0
+    end: int | None = None
+    gzip: bool = False
+
+
+def open_input(locations: Locations, shard: ShardInput) -> IO[bytes]:
+    """The shard's object opened for reading, decompressed when gzipped (blocking)."""
+    raw: IO[bytes] = locations.open(shard.url)
+    return cast(IO[bytes], _Gzipped(raw)) if shard.gzip else raw
+
+
+class _Gzipped(gzip.GzipFile):
+    """A gzip stream that closes the object under it too."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
+@dataclass(frozen=True)
 class ShardResult:
     records: int
     part_size: int
 
 
 async def transform_shard(
-    work: ShardWork,
-    open_input: Callable[[], IO[bytes]],
-    start: int,
-    end: int | None,
-    send: Send,
-    part: Path,
+    work: ShardWork, locations: Locations, shard: ShardInput, send: Send, part: Path
 ) -> ShardResult:
-    """Transform bytes ``[start, end)`` of the input into ``part`` (written anew, flushed to
-    disk before this returns)."""
-    reader = await asyncio.to_thread(open_input)
+    """Transform the shard into ``part`` (written anew, flushed to disk before this returns)."""
+    reader = await asyncio.to_thread(open_input, locations, shard)
+    start, end = shard.start, shard.end
     records = 0
     try:
         pieces: Iterator[Payload] = payloads(
