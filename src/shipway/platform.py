@@ -212,6 +212,7 @@ class Platform:
             self._batch_engine,
             self.clock,
             settings.batch_dir,
+            metrics=self.metrics,
         )
         self.controller = Controller(
             store=self.store,

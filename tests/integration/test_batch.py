@@ -154,6 +154,11 @@ def test_progress_and_list(
     )
     with server.client() as client:
         described = client.get("/api/transform-jobs/listed").json()
+        exposition = client.get("/metrics").text
+    assert f'shipway_records_processed_total{{transform_job_name="listed"}} {len(rows)}.0' in (
+        exposition
+    )
+    assert 'shipway_objects_completed_total{transform_job_name="listed"} 1.0' in exposition
     progress = described["Progress"]
     assert progress["ObjectsTotal"] == progress["ObjectsCompleted"] == 1
     assert progress["RecordsProcessed"] == len(rows)

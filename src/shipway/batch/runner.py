@@ -44,6 +44,8 @@ from shipway.domain.transform_job import (
     TransformJobStatus,
 )
 from shipway.domain.transform_plan import InputObject, ObjectStatus, Shard, ShardStatus
+from shipway.monitor.metrics import MetricsStore
+from shipway.store.artifact_use import release_unused
 from shipway.store.artifacts import ArtifactStore
 from shipway.store.locations import CHUNK_BYTES, Locations
 from shipway.store.metadata import MetadataStore
@@ -58,6 +60,11 @@ SHARD_BYTES = (256 * 1024, 64 * 1024 * 1024)
 """The smallest and largest shard a line-split object is cut into (aiming at four shards per
 request slot, so every slot has work and no shard is long)."""
 STOP_POLL_SECONDS = 1.0
+PROGRESS_SECONDS = 0.5
+UNFINISHED = (TransformJobStatus.IN_PROGRESS.value, TransformJobStatus.STOPPING.value)
+TRANSFORM_JOBS = "/aws/sagemaker/TransformJobs"
+"""The metrics namespace of transform jobs (SageMaker's, where it publishes their CPU and
+memory)."""
 
 
 def plan_shards(
@@ -92,6 +99,13 @@ class _Run:
     attempts: dict[int, int] = field(default_factory=dict)
     records: int = 0
     bytes_done: int = 0
+    bytes_before: int = 0
+    records_before: int = 0
+    """Bytes done before this run (by the server before a restart): not in the rate."""
+    objects_completed: int = 0
+    objects_failed: int = 0
+    reported: float = 0.0
+    """When progress was last written (monotonic)."""
     stopping: bool = False
 
 
@@ -104,14 +118,18 @@ class BatchRunner:
         engine: Callable[[], Engine],
         clock: Clock,
         work_dir: Path,
+        metrics: MetricsStore | None = None,
     ) -> None:
-        """``engine`` makes the engine of one job; ``work_dir`` holds jobs' part files."""
+        """``engine`` makes the engine of one job; ``work_dir`` holds jobs' part files;
+        ``metrics`` receives each job's RecordsProcessed, BytesProcessed, ObjectsCompleted and
+        ObjectsFailed (namespace ``/aws/sagemaker/TransformJobs``, by TransformJobName)."""
         self._store = store
         self._locations = locations
         self._artifacts = artifacts
         self._engine = engine
         self._clock = clock
         self._work_dir = work_dir
+        self._metrics = metrics
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -143,7 +161,7 @@ class BatchRunner:
         while True:
             self._wake.clear()
             try:
-                jobs = await asyncio.to_thread(self._store.transform_jobs.all)
+                jobs = await asyncio.to_thread(self._store.transform_jobs.with_status, UNFINISHED)
             except Exception:
                 log.exception("could not read transform jobs")
                 jobs = []
@@ -238,7 +256,11 @@ class BatchRunner:
             if s.status is ShardStatus.COMPLETED
             and objects[s.object_index].status is ObjectStatus.PENDING
         )
-        await self._progress(run)
+        run.bytes_before = run.bytes_done
+        run.records_before = run.records
+        run.objects_completed = sum(1 for o in objects if o.status is ObjectStatus.COMPLETED)
+        run.objects_failed = sum(1 for o in objects if o.status is ObjectStatus.FAILED)
+        await self._progress(run, force=True)
         return run
 
     def _inputs(self, job: TransformJob) -> list[InputObject]:
@@ -312,6 +334,7 @@ class BatchRunner:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, watcher, return_exceptions=True)
+        await self._progress(run, force=True)
         if run.stopping:
             return TransformJobStatus.STOPPED, None
         objects = await asyncio.to_thread(self._store.transform_plans.objects, name)
@@ -372,12 +395,25 @@ class BatchRunner:
             )
             run.records += result.records
             run.bytes_done += _shard_bytes(shard, obj)
+            self._record(run, "RecordsProcessed", result.records, "Count")
+            self._record(run, "BytesProcessed", _shard_bytes(shard, obj), "Bytes")
             left = run.remaining.get(obj.index)
             if left is not None:
                 left.discard(shard.index)
                 if not left:
                     await self._assemble(run, obj.index)
             await self._progress(run)
+
+    def _record(self, run: _Run, name: str, value: float, unit: str) -> None:
+        if self._metrics is not None:
+            self._metrics.put(
+                name,
+                {"TransformJobName": run.job.transform_job_name},
+                value,
+                self._clock.time(),
+                unit=unit,
+                namespace=TRANSFORM_JOBS,
+            )
 
     async def _records_before(self, run: _Run, obj: InputObject, shard: Shard) -> int:
         """How many records of the object come before the shard (to name a failed record by
@@ -410,6 +446,8 @@ class BatchRunner:
         if run.remaining.pop(obj.index, None) is None:
             return
         log.warning("transform job %s: %s", run.job.transform_job_name, reason)
+        run.objects_failed += 1
+        self._record(run, "ObjectsFailed", 1, "Count")
         await asyncio.to_thread(
             self._store.transform_plans.object_finished,
             run.job.transform_job_name,
@@ -462,6 +500,8 @@ class BatchRunner:
             ObjectStatus.COMPLETED,
         )
         run.remaining.pop(index, None)
+        run.objects_completed += 1
+        self._record(run, "ObjectsCompleted", 1, "Count")
         for part in parts:
             part.unlink(missing_ok=True)
 
@@ -480,18 +520,22 @@ class BatchRunner:
         gzipped = job.transform_input.compression_type is CompressionType.GZIP
         return ShardInput(obj.url, shard.start, shard.end, gzipped)
 
-    async def _progress(self, run: _Run) -> None:
+    async def _progress(self, run: _Run, *, force: bool = False) -> None:
+        """Write the job's progress: at most every :data:`PROGRESS_SECONDS` (a job of many
+        small objects would otherwise write its record at each), and when ``force``d."""
+        now = time.monotonic()
+        if not force and now - run.reported < PROGRESS_SECONDS:
+            return
+        run.reported = now
         objects = run.objects
-        elapsed = max(time.monotonic() - run.started, 1e-6)
+        elapsed = max(now - run.started, 1e-6)
         total = sum(o.size for o in objects)
-        rate = run.bytes_done / elapsed if run.bytes_done else None
-        completed = await asyncio.to_thread(
-            self._store.transform_plans.objects, run.job.transform_job_name
-        )
+        new = run.bytes_done - run.bytes_before
+        rate = new / elapsed if new > 0 else None
         progress = TransformJobProgress(
             objects_total=len(objects),
-            objects_completed=sum(1 for o in completed if o.status is ObjectStatus.COMPLETED),
-            objects_failed=sum(1 for o in completed if o.status is ObjectStatus.FAILED),
+            objects_completed=run.objects_completed,
+            objects_failed=run.objects_failed,
             shards_total=len(run.shards),
             shards_completed=sum(
                 1
@@ -502,7 +546,9 @@ class BatchRunner:
             records_processed=run.records,
             bytes_total=total,
             bytes_processed=min(run.bytes_done, total),
-            records_per_second=run.records / elapsed if run.records else None,
+            records_per_second=(
+                (run.records - run.records_before) / elapsed if rate is not None else None
+            ),
             bytes_per_second=rate,
             estimated_seconds_remaining=(
                 max(0.0, (total - run.bytes_done) / rate) if rate else None
@@ -533,7 +579,11 @@ class BatchRunner:
                 }
             )
 
-        await asyncio.to_thread(self._store.transform_jobs.update, name, change)
+        ended = await asyncio.to_thread(self._store.transform_jobs.update, name, change)
+        # what the plan said lives on in the job's progress and FailureReason
+        await asyncio.to_thread(self._store.transform_plans.remove, name)
+        if ended is not None:  # its copy of the model may have been the artifact's last user
+            await asyncio.to_thread(release_unused, self._store, self._artifacts, [ended.model])
         await asyncio.to_thread(shutil.rmtree, folder, True)
 
 

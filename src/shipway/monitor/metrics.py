@@ -501,6 +501,10 @@ def _prometheus_name(name: str) -> str:
 
 
 _COUNTERS = {
+    "RecordsProcessed",
+    "BytesProcessed",
+    "ObjectsCompleted",
+    "ObjectsFailed",
     "Invocations",
     "Invocation4XXErrors",
     "Invocation5XXErrors",

@@ -29,9 +29,7 @@ def urls_in_use(store: MetadataStore) -> set[str]:
     models = [*store.models.all()]
     for endpoint in store.endpoints.all():
         models.extend(endpoint.models_in_use())
-    for job in store.transform_jobs.all():
-        if not job.transform_job_status.finished:
-            models.append(job.model)
+    models.extend(job.model for job in store.transform_jobs.with_status(("InProgress", "Stopping")))
     return {
         container.model_data_url
         for model in models

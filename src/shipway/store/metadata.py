@@ -15,7 +15,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,6 +163,15 @@ class Collection(Generic[S]):
         with self._engine.connect() as conn:
             docs = conn.execute(
                 sa.select(self._table.c.doc).order_by(self._table.c.creation_time)
+            ).scalars()
+            return [self._load(doc) for doc in docs]
+
+    def with_status(self, statuses: Iterable[str]) -> list[S]:
+        """The items whose status is one of ``statuses`` (oldest first; tables with a status)."""
+        t = self._table
+        with self._engine.connect() as conn:
+            docs = conn.execute(
+                sa.select(t.c.doc).where(t.c.status.in_(list(statuses))).order_by(t.c.creation_time)
             ).scalars()
             return [self._load(doc) for doc in docs]
 
