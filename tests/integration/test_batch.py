@@ -229,6 +229,46 @@ def test_whole_objects_and_a_gzipped_manifest_source(
         assert predictions(tmp_path / "out" / f"part-{i}.csv.gz.out") == expected
 
 
+def test_whole_binary_objects_such_as_images(
+    sagemaker: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SplitType None: each object is one request, bytes as they are (AWS's image example)."""
+    import zlib
+
+    from tests.integration.test_async import ASYNC_INFERENCE_PY
+
+    trained = models.train_sklearn(tmp_path_factory.mktemp("bytes-model"))
+    (trained.folder / "code").mkdir()
+    (trained.folder / "code" / "inference.py").write_text(ASYNC_INFERENCE_PY)
+    sagemaker.create_model(
+        ModelName="image-sizes",
+        PrimaryContainer={"Image": "python", "ModelDataUrl": str(trained.folder)},
+        ExecutionRoleArn=ROLE,
+    )
+    images = {f"cat-{i}.jpg": np.random.default_rng(i).bytes(20_000 * (i + 1)) for i in range(3)}
+    (tmp_path / "images").mkdir()
+    for name, data in images.items():
+        (tmp_path / "images" / name).write_bytes(data)
+    sagemaker.create_transform_job(
+        TransformJobName="image-sizes",
+        ModelName="image-sizes",
+        TransformInput={
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"file://{tmp_path}/images/"}
+            },
+            "ContentType": "application/octet-stream",
+            "SplitType": "None",
+        },
+        TransformOutput={"S3OutputPath": f"file://{tmp_path}/sizes"},
+        TransformResources={"InstanceType": "local", "InstanceCount": 1},
+    )
+    job = finished(sagemaker, "image-sizes")
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    for name, data in images.items():
+        answer = json.loads((tmp_path / "sizes" / f"{name}.out").read_text())
+        assert answer == {"bytes": len(data), "crc32": zlib.crc32(data)}
+
+
 def test_join_with_input_and_output_filters(
     sagemaker: Any, model: models.Trained, rows: np.ndarray, tmp_path: Path
 ) -> None:
