@@ -229,29 +229,34 @@ def test_whole_objects_and_a_gzipped_manifest_source(
         assert predictions(tmp_path / "out" / f"part-{i}.csv.gz.out") == expected
 
 
-def test_whole_binary_objects_such_as_images(
-    sagemaker: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """SplitType None: each object is one request, bytes as they are (AWS's image example)."""
-    import zlib
-
+@pytest.fixture(scope="module")
+def script(sagemaker: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A model with an inference.py (the python runtime): octet-stream bodies are answered with
+    their size and CRC-32, JSON ones ``{"rows": [...], "sleep": s}`` after sleeping."""
     from tests.integration.test_async import ASYNC_INFERENCE_PY
 
-    trained = models.train_sklearn(tmp_path_factory.mktemp("bytes-model"))
+    trained = models.train_sklearn(tmp_path_factory.mktemp("script-model"))
     (trained.folder / "code").mkdir()
     (trained.folder / "code" / "inference.py").write_text(ASYNC_INFERENCE_PY)
     sagemaker.create_model(
-        ModelName="image-sizes",
+        ModelName="script",
         PrimaryContainer={"Image": "python", "ModelDataUrl": str(trained.folder)},
         ExecutionRoleArn=ROLE,
     )
+    return "script"
+
+
+def test_whole_binary_objects_such_as_images(sagemaker: Any, script: str, tmp_path: Path) -> None:
+    """SplitType None: each object is one request, bytes as they are (AWS's image example)."""
+    import zlib
+
     images = {f"cat-{i}.jpg": np.random.default_rng(i).bytes(20_000 * (i + 1)) for i in range(3)}
     (tmp_path / "images").mkdir()
     for name, data in images.items():
         (tmp_path / "images" / name).write_bytes(data)
     sagemaker.create_transform_job(
         TransformJobName="image-sizes",
-        ModelName="image-sizes",
+        ModelName=script,
         TransformInput={
             "DataSource": {
                 "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"file://{tmp_path}/images/"}
@@ -267,6 +272,34 @@ def test_whole_binary_objects_such_as_images(
     for name, data in images.items():
         answer = json.loads((tmp_path / "sizes" / f"{name}.out").read_text())
         assert answer == {"bytes": len(data), "crc32": zlib.crc32(data)}
+
+
+def test_a_model_slower_than_the_invocation_timeout_fails_the_object(
+    sagemaker: Any, script: str, rows: np.ndarray, tmp_path: Path
+) -> None:
+    (tmp_path / "in").mkdir()
+    slow = {"rows": rows[:2].tolist(), "sleep": 3}
+    (tmp_path / "in" / "slow.json").write_text(json.dumps(slow))
+    (tmp_path / "in" / "quick.json").write_text(json.dumps({"rows": rows[:2].tolist()}))
+    sagemaker.create_transform_job(
+        TransformJobName="timed-out",
+        ModelName=script,
+        MaxConcurrentTransforms=1,  # one at a time: inference.py answers one at a time anyway
+        ModelClientConfig={"InvocationsTimeoutInSeconds": 1, "InvocationsMaxRetries": 0},
+        TransformInput={
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"file://{tmp_path}/in/"}
+            },
+            "ContentType": "application/json",
+        },
+        TransformOutput={"S3OutputPath": f"file://{tmp_path}/out"},
+        TransformResources={"InstanceType": "local", "InstanceCount": 1},
+    )
+    job = finished(sagemaker, "timed-out")
+    assert job["TransformJobStatus"] == "Failed"
+    assert "slow.json" in job["FailureReason"], job["FailureReason"]
+    assert "InvocationsTimeoutInSeconds (1 s)" in job["FailureReason"], job["FailureReason"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["quick.json.out"]
 
 
 def test_join_with_input_and_output_filters(
