@@ -66,7 +66,7 @@ MAX_PROCESSES = 4096
 """Processes and threads one instance may have at once (a fork bomb stops there)."""
 IMPORT_TIME_PREFIXES = (
     "PYTHON", "LD_", "MALLOC_", "GLIBC_", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_",
-    "NUMEXPR_", "CUDA_", "TORCH_",
+    "NUMEXPR_", "CUDA_", "TORCH_", "JE_",
 )  # fmt: skip
 """Variables that the interpreter, the C library or a numeric library read when the process
 starts or a library loads: an instance whose environment sets one differently from its zygote's
@@ -385,6 +385,9 @@ class LocalBackend:
             PYTHONDONTWRITEBYTECODE="1",
             USER="model",  # its user has no name in /etc/passwd; getpass reads these first
             LOGNAME="model",
+            # pyarrow's jemalloc (imported by pandas when installed) starts a background thread
+            # when it loads: a zygote that imported pandas could then not fork
+            JE_ARROW_MALLOC_CONF="background_thread:false",
         )
         for name in THREAD_VARIABLES:
             env[name] = str(threads)
