@@ -28,11 +28,14 @@ reference's, Ray Data's (its own files and row order) as the sorted predictions.
    (``parquet.read_table`` then ``csv.write_csv`` without a header, one object after the other,
    in a process of its own; timed on its own), then the same job and the same reference run
    on that CSV. Reported with and without the conversion.
-3. **Memory.** The PSS (``/proc/<pid>/smaps_rollup``) of the server and every process under it
-   (zygote, instances) summed every 0.1 s during each job, peak reported, beside the reference
-   processes' peak and the dataset's size in memory (rows x features x 8 bytes, and a pandas
-   DataFrame ``read_csv`` of it); then jobs over ``--memory-rows`` (rows ÷ 4 and rows x 4 by
-   default) to show whether the peak grows with the dataset.
+3. **Memory**, in runs of their own: the PSS (``/proc/<pid>/smaps_rollup``) of the server and
+   every process under it (zygote, instances) summed every 0.1 s during a job, peak reported,
+   for ``--rows`` and for ``--memory-rows`` (rows ÷ 4 and rows x 4 by default: does the peak
+   grow with the dataset?), beside the reference pool's peak and the dataset's size in memory
+   (rows x features x 8 bytes, and a pandas DataFrame ``read_csv`` of it). Reading PSS that
+   often costs the sampling thread 15 to 30 % of a core, so the throughput rounds read only
+   CPU times, at their start and end (own and waited-for children's, by role; and the machine's
+   other load).
 4. **The Ray engine against Ray Data** (unless ``--skip-ray``): a loopback Ray cluster, a head
    and a worker node of 1 CPU each (``ray start --block``, each node pinned to a core of its own
    with ``taskset``, so that a node is one core, as on two one-core machines), a second
@@ -45,7 +48,8 @@ reference's, Ray Data's (its own files and row order) as the sorted predictions.
 Shipway's side includes everything a job does (planning, starting its instances from the zygote
 or on Ray, feeding, parts fsynced, outputs assembled); a warm-up job runs first on each server.
 
-    .venv/bin/python bench/batch/transform.py                 # 2M rows, 3 rounds: about 10 min
+    .venv/bin/pip install -c constraints.txt -e ".[dev,bench]"  # Ray Data, pyarrow
+    .venv/bin/python bench/batch/transform.py                 # 2M rows, 3 rounds: about 5 min
     .venv/bin/python bench/batch/transform.py --quick         # 100k rows, 1 round, under a minute
     .venv/bin/python bench/batch/transform.py --rows 500000 --rounds 2 --skip-ray
 
@@ -61,6 +65,7 @@ import filecmp
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -97,8 +102,11 @@ INSTANCES = 2
 PAYLOAD_MB = 6
 POLL_SECONDS = 0.2
 SAMPLE_SECONDS = 0.1
+"""How often a memory run's sampler reads the PSS of every process under the measured one."""
 TREE_SECONDS = 0.5
-"""How often the sampler looks for new processes under the measured one (a scan of /proc)."""
+"""How often the sampler looks for new processes under the measured one (a scan of /proc).
+Reading PSS every 0.1 s costs the sampler 15 to 30 % of a core with four large processes: it
+would slow what it measures, so throughput runs read only CPU times, at their two ends."""
 ROLE = "arn:aws:iam::000000000000:role/bench"
 MIB = 1024 * 1024
 CPUS = set(range(os.cpu_count() or 1))
@@ -111,22 +119,34 @@ TARGET_RAY = 2.0
 
 
 class Sampler:
-    """The PSS and RSS of a process and every process under it, summed, every ``interval``
-    seconds in a thread; the peak, and each process's last CPU time (user + system) seen, by
-    role. The sampler's own CPU time is kept, to show what the sampling costs."""
+    """In a thread, each process's CPU time (user + system) under a process and the process
+    itself, by role; with ``memory``, also their PSS and RSS summed every 0.1 s, and the peak.
+    The sampler's own CPU time is kept, to show what the sampling costs."""
 
-    def __init__(self, root: int, roles: Callable[[int, int, str], str]) -> None:
+    def __init__(
+        self,
+        root: int,
+        roles: Callable[[int, int, str], str],
+        memory: bool = False,
+        rest: str = "instances",
+        waited: bool = False,
+    ) -> None:
+        """``waited``: the root is this process's child and will have been waited for at the
+        end; its CPU (and its children's) is then read from this process's children's."""
         self.root = root
+        self.rest = rest
+        self.waited = waited
+        self.memory = memory
         self._roles = roles
         self.peak_pss_kib = 0
         self.peak_rss_kib = 0
         self.peak_by_role: dict[str, int] = {}
         self.samples = 0
-        self.cpu: dict[tuple[int, int], tuple[str, float]] = {}
-        """Per process (pid, start time): its role and the CPU seconds it used while sampled."""
-        self._before: dict[tuple[int, int], float] = {}
         self.own_cpu_seconds = 0.0
         self.foreign_load = 0.0
+        self.cpu_roles: dict[str, float] = {}
+        self._cpu_before: dict[tuple[int, int], tuple[str, float, float]] = {}
+        self._children_before = 0.0
         """Of the machine's CPU time during the run, the share used by processes neither
         measured nor this benchmark (other work on the machine disturbing the figure)."""
         self._ticks = (0, 0)
@@ -137,17 +157,42 @@ class Sampler:
     def __enter__(self) -> Sampler:
         self._ticks = core_ticks(CPUS)
         self._self_cpu = cpu_seconds("self")
+        self._cpu_before = self._tree_cpu()
+        self._children_before = _children_cpu()
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        after = self._tree_cpu()
         busy, total = (a - b for a, b in zip(core_ticks(CPUS), self._ticks, strict=True))
-        ours = sum(self.cpu_by_role().values()) + cpu_seconds("self") - self._self_cpu
+        roles: dict[str, float] = {}
+        for key, (role, own, _) in after.items():
+            before = self._cpu_before.get(key, (role, 0.0, 0.0))
+            roles[role] = roles.get(role, 0.0) + own - before[1]
+        every = sum(v[2] for v in after.values()) - sum(v[2] for v in self._cpu_before.values())
+        if self.waited:
+            roles, every = {}, _children_cpu() - self._children_before
+        # the rest of the tree's (instances, or the pool's workers), live or waited for
+        named = {k: v for k, v in roles.items() if k in ("server", "zygote", "main")}
+        self.cpu_roles = {**named, self.rest: every - sum(named.values())}
+        ours = every + cpu_seconds("self") - self._self_cpu
         self.foreign_load = max(0.0, busy / CLOCK_TICKS - ours) / max(total / CLOCK_TICKS, 1e-9)
 
+    def _tree_cpu(self) -> dict[tuple[int, int], tuple[str, float, float]]:
+        """Per process of the tree: its role, its own CPU seconds, and those with its children
+        it has waited for (an instance that exited is counted in its parent's)."""
+        found = {}
+        for pid, start, role in self._tree():
+            own = _cpu_seconds(pid, start)
+            if own is not None:
+                found[(pid, start)] = (role, own, cpu_seconds(pid, children=True))
+        return found
+
     def _run(self) -> None:
+        if not self.memory:  # CPU times are read at both ends
+            return
         started = time.thread_time()
         tree: list[tuple[int, int, str]] = []
         looked = 0.0
@@ -158,17 +203,13 @@ class Sampler:
                 looked = now
             pss = rss = 0
             by_role: dict[str, int] = {}
-            for pid, start, role in tree:
+            for pid, _, role in tree:
                 memory = _memory_kib(pid)
                 if memory is None:
                     continue
                 pss += memory[0]
                 rss += memory[1]
                 by_role[role] = by_role.get(role, 0) + memory[0]
-                if (cpu := _cpu_seconds(pid, start)) is not None:
-                    if self.samples == 0:
-                        self._before[(pid, start)] = cpu
-                    self.cpu[(pid, start)] = (role, cpu - self._before.get((pid, start), 0.0))
             self.samples += 1
             if pss > self.peak_pss_kib:
                 self.peak_pss_kib, self.peak_by_role = pss, by_role
@@ -183,14 +224,18 @@ class Sampler:
         return [(pid, start, self._roles(pid, start, _cmdline(pid))) for pid, start in found]
 
     def cpu_by_role(self) -> dict[str, float]:
-        """CPU seconds per role while sampled (a process's last sample, less its first for
-        those already running when sampling began)."""
-        totals: dict[str, float] = {}
-        for role, seconds in self.cpu.values():
-            totals[role] = totals.get(role, 0.0) + seconds
-        return totals
+        """CPU seconds used during the run: the server's and the zygote's own, and the rest of
+        the tree's (instances; for the reference: ``main`` and ``instances``, its workers),
+        counted from each process's own and waited-for children's times at both ends."""
+        return self.cpu_roles
 
     def summary(self) -> dict[str, Any]:
+        if not self.memory:
+            return {
+                "samples": self.samples,
+                "sampler_cpu_seconds": round(self.own_cpu_seconds, 3),
+                "foreign_load": round(self.foreign_load, 3),
+            }
         return {
             "peak_pss_mib": round(self.peak_pss_kib / 1024, 1),
             "peak_rss_mib": round(self.peak_rss_kib / 1024, 1),
@@ -199,6 +244,11 @@ class Sampler:
             "sampler_cpu_seconds": round(self.own_cpu_seconds, 3),
             "foreign_load": round(self.foreign_load, 3),
         }
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _memory_kib(pid: int) -> tuple[int, int] | None:
@@ -358,12 +408,13 @@ class Server:
         self._jobs = 0
 
     def transform(
-        self, source: Path, output: Path, instance_type: str, sample: bool = True
+        self, source: Path, output: Path, instance_type: str, sample: str | None = "cpu"
     ) -> dict[str, Any]:
-        """One transform job over the objects in ``source``; its timing, memory and CPU."""
+        """One transform job over the objects in ``source``; its timing, and with ``sample``
+        its CPU (``"cpu"``) or also its memory (``"memory"``)."""
         self._jobs += 1
         name = f"bench-{self._jobs:03d}"
-        sampler = Sampler(self.process.pid, self.roles)
+        sampler = Sampler(self.process.pid, self.roles, memory=sample == "memory")
         wall = time.time()
         started = time.monotonic()
         with sampler if sample else contextlib.nullcontext():
@@ -415,7 +466,13 @@ class Server:
 
 
 def reference(
-    procs: Processes, model: Path, files: list[Path], out: Path, src: Path, run: int
+    procs: Processes,
+    model: Path,
+    files: list[Path],
+    out: Path,
+    src: Path,
+    run: int,
+    memory: bool = False,
 ) -> dict[str, Any]:
     """The one-process limit over ``files`` (see reference.py); its timing and memory."""
     command = [
@@ -436,7 +493,8 @@ def reference(
         process = procs.start(
             f"reference-{run}", command, python_env(src, OMP_NUM_THREADS="1"), stdout=stdout
         )
-        with Sampler(process.pid, reference_roles) as sampler:
+        sampler = Sampler(process.pid, reference_roles, memory, rest="pool", waited=True)
+        with sampler:
             code = process.wait()
     if code != 0:
         raise RuntimeError(f"the reference failed:\n{procs.log_tail(f'reference-{run}')}")
@@ -574,36 +632,11 @@ def dataset(rows: int, files: int, folder: Path, src: Path, parquet: bool) -> di
     return run_json(command, python_env(src), "the dataset")
 
 
-JEMALLOC_FIX = """import os
-
-# pyarrow's jemalloc starts a background thread when pyarrow is imported (pandas 3 imports it
-# when it is installed); a zygote running a second thread refuses to fork. Off:
-os.environ.setdefault("JE_ARROW_MALLOC_CONF", "background_thread:false")
-"""
-
-
-def arrow_thread() -> bool:
-    """Whether importing pandas starts a thread here (pyarrow's jemalloc background thread),
-    which keeps Shipway's zygotes from forking."""
-    script = "import os, pandas; print(len(os.listdir('/proc/self/task')))"
-    env = python_env(REPO / "src", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
-    return done.stdout.strip() != "1"
-
-
 def local_servers(
     procs: Processes, workdir: Path, src: Path, model: Path, warm: Path
 ) -> dict[str, Server]:
-    """The server as installed, and when pyarrow's thread keeps its zygote from forking, a
-    second one whose processes turn that thread off (a ``sitecustomize`` on PYTHONPATH, which
-    instances inherit). Each has run a warm-up job."""
+    """The server, after a warm-up job."""
     servers = {"shipway": Server(procs, "local", workdir, src, model)}
-    if arrow_thread():
-        fix = workdir / "jemalloc-fix"
-        fix.mkdir()
-        (fix / "sitecustomize.py").write_text(JEMALLOC_FIX)
-        path = f"{fix}{os.pathsep}{src}"
-        servers["shipway forked"] = Server(procs, "forked", workdir, path, model)
     for name, server in servers.items():
         run = server.transform(warm, workdir / f"warm-{name.replace(' ', '-')}", LOCAL_TYPE)
         server.warm_up = run
@@ -662,13 +695,17 @@ def measure(args: argparse.Namespace, workdir: Path, src: Path) -> dict[str, Any
             shutil.rmtree(converted)
             result["rounds"].append(runs)
             print(f"round {number}: {round_line(runs, args.rows)}", file=sys.stderr)
-        for rows in args.memory_rows:
-            folder = workdir / f"memory-{rows}"
-            size = dataset(rows, args.files, folder, src, parquet=False)
+        result["reference_memory"] = reference(
+            procs, model, files, workdir / "memory-reference", src, 99, memory=True
+        )
+        shutil.rmtree(workdir / "memory-reference")
+        for rows in sorted({*args.memory_rows, args.rows}):
+            folder = data if rows == args.rows else workdir / f"memory-{rows}"
+            size = made if rows == args.rows else dataset(rows, args.files, folder, src, False)
             item: dict[str, Any] = {"dataset": size}
             for name, server in servers.items():
                 out = workdir / f"memory-{rows}-out"
-                run = server.transform(folder / "csv", out, LOCAL_TYPE)
+                run = server.transform(folder / "csv", out, LOCAL_TYPE, sample="memory")
                 problems += check(run, rows, f"memory run of {rows} rows, {name}")
                 item[name] = run
                 print(
@@ -678,7 +715,8 @@ def measure(args: argparse.Namespace, workdir: Path, src: Path) -> dict[str, Any
                 )
                 shutil.rmtree(out)
             result["memory"].append(item)
-            shutil.rmtree(folder)
+            if rows != args.rows:
+                shutil.rmtree(folder)
         procs.stop_all()
         if not args.skip_ray:
             result["ray"] = measure_ray(args, procs, workdir, src, model, data, expected, problems)
@@ -711,7 +749,7 @@ def measure_ray(
     files = sorted((data / "csv").glob("*.csv"))
     row_bytes = sum(f.stat().st_size for f in files) / args.rows
     batch = int(PAYLOAD_MB * MIB / row_bytes)
-    warm = server.transform(workdir / "warm", workdir / "ray-warm-out", RAY_TYPE, sample=False)
+    warm = server.transform(workdir / "warm", workdir / "ray-warm-out", RAY_TYPE, sample=None)
     rounds = []
     for number in range(1, args.rounds + 1):
         runs: dict[str, Any] = {}
@@ -726,7 +764,7 @@ def measure_ray(
                         f"(max {runs[kind].get('max_abs_difference')})"
                     )
             else:
-                runs[kind] = server.transform(data / "csv", out, RAY_TYPE, sample=False)
+                runs[kind] = server.transform(data / "csv", out, RAY_TYPE, sample=None)
                 problems += check(runs[kind], args.rows, f"Ray round {number} shipway")
                 if wrong := same_outputs(expected, out):
                     problems.append(f"Ray round {number} shipway: outputs differ: {wrong}")
@@ -744,8 +782,8 @@ def round_line(runs: dict[str, Any], rows: int) -> str:
     parts = []
     for name, run in runs.items():
         if isinstance(run, dict):
-            peak = run["memory"]["peak_pss_mib"]
-            parts.append(f"{name} {rows / run['seconds']:,.0f} rows/s ({peak:.0f} MiB)")
+            load = run["memory"]["foreign_load"]
+            parts.append(f"{name} {rows / run['seconds']:,.0f} rows/s (foreign load {load:.0%})")
     return ", ".join(parts) + f", conversion {runs['conversion seconds']:.1f} s"
 
 
@@ -772,7 +810,6 @@ def summary(result: dict[str, Any], rows: int) -> dict[str, Any]:
             "rows_per_second": _median(ref),
             "with_start": _median(ref_start),
             "with_conversion": _median(converted),
-            "peak_pss_mib": max(r[f"reference {source}"]["memory"]["peak_pss_mib"] for r in rounds),
         }
         for variant in result["variants"]:
             runs = [r[f"{variant} {source}"] for r in rounds]
@@ -790,7 +827,6 @@ def summary(result: dict[str, Any], rows: int) -> dict[str, Any]:
                 "ratio_with_conversion": _median(
                     [s / r for s, r in zip(with_conversion, converted, strict=True)]
                 ),
-                "peak_pss_mib": max(run["memory"]["peak_pss_mib"] for run in runs),
             }
     if "ray" in result:
         ray_rounds = result["ray"]["rounds"]
@@ -805,8 +841,7 @@ def summary(result: dict[str, Any], rows: int) -> dict[str, Any]:
 
 
 LABELS = {
-    "shipway": "Shipway as installed",
-    "shipway forked": "Shipway, zygote forking",
+    "shipway": "Shipway",
 }
 
 
@@ -854,20 +889,14 @@ def print_report(result: dict[str, Any], args: argparse.Namespace, src_commit: s
             f"{s['conversion_seconds']:.1f} s, + the job) | {pq['with_conversion']:,.0f} | "
             f"{ref_pq['with_conversion']:,.0f} | {pq['ratio_with_conversion']:.3f} | - |"
         )
-        peak = max(csv["peak_pss_mib"], pq["peak_pss_mib"])
-        ref_peak = max(ref_csv["peak_pss_mib"], ref_pq["peak_pss_mib"])
-        print(
-            f"| {label}: peak PSS (server + zygote + instances), {rows:,} rows, MiB | "
-            f"{peak:,.0f} | {ref_peak:,.0f} | - | < {TARGET_MEMORY_MIB} "
-            f"{verdict(peak, TARGET_MEMORY_MIB, above=False)} |"
-        )
+        ref_peak = result["reference_memory"]["memory"]["peak_pss_mib"]
         for item in result["memory"]:
             size, run = item["dataset"], item[variant]
             peak = run["memory"]["peak_pss_mib"]
             print(
-                f"| {label}: peak PSS, {size['rows']:,} rows ({size['csv_bytes'] / MIB:,.0f} MiB "
-                f"of CSV), MiB ({size['rows'] / run['seconds']:,.0f} rows/s) | "
-                f"{peak:,.0f} | - | - | < {TARGET_MEMORY_MIB} "
+                f"| {label}: peak PSS (server + zygote + instances), {size['rows']:,} rows "
+                f"({size['csv_bytes'] / MIB:,.0f} MiB of CSV), MiB | {peak:,.0f} | "
+                f"{ref_peak if size['rows'] == rows else '-'} | - | < {TARGET_MEMORY_MIB} "
                 f"{verdict(peak, TARGET_MEMORY_MIB, above=False)} |"
             )
     if "ray" in s:
@@ -882,16 +911,37 @@ def print_report(result: dict[str, Any], args: argparse.Namespace, src_commit: s
         f"{made['frame_bytes'] / MIB:,.0f} MiB as a pandas DataFrame (its read_csv raised the "
         f"process's peak RSS by {made['frame_peak_rss_growth_bytes'] / MIB:,.0f} MiB)."
     )
-    print("\nEvery run (peak PSS in MiB; CPU seconds used meanwhile, by process):\n")
-    print("| round | run | rows/s | seconds | peak PSS | CPU s | foreign load |")
-    print("|---|---|--:|--:|--:|---|--:|")
+    print("\nMemory runs (PSS sampled every 0.1 s; peak by process kind, MiB):\n")
+    print("| rows | run | rows/s | peak PSS | peak RSS | at the peak | sampler CPU s |")
+    print("|--:|---|--:|--:|--:|---|--:|")
+    for item in result["memory"]:
+        size = item["dataset"]["rows"]
+        for variant in result["variants"]:
+            run, mem = item[variant], item[variant]["memory"]
+            parts = ", ".join(
+                f"{k} {v:.0f}" for k, v in sorted(mem["peak_pss_by_role_mib"].items())
+            )
+            print(
+                f"| {size:,} | {LABELS[variant]} | {size / run['seconds']:,.0f} | "
+                f"{mem['peak_pss_mib']:.0f} | {mem['peak_rss_mib']:.0f} | {parts} | "
+                f"{mem['sampler_cpu_seconds']:.1f} |"
+            )
+    mem = result["reference_memory"]["memory"]
+    parts = ", ".join(f"{k} {v:.0f}" for k, v in sorted(mem["peak_pss_by_role_mib"].items()))
+    print(
+        f"| {rows:,} | reference (pool of 2) | - | {mem['peak_pss_mib']:.0f} | "
+        f"{mem['peak_rss_mib']:.0f} | {parts} | {mem['sampler_cpu_seconds']:.1f} |"
+    )
+    print("\nEvery run (CPU seconds used meanwhile, by process; other processes' share):\n")
+    print("| round | run | rows/s | seconds | CPU s | foreign load |")
+    print("|---|---|--:|--:|---|--:|")
     for number, runs in enumerate(result["rounds"], start=1):
         for name, run in runs.items():
             if isinstance(run, dict):
                 cpu = ", ".join(f"{k} {v:.1f}" for k, v in sorted(run["cpu_seconds"].items()))
                 print(
                     f"| {number} | {name} | {rows / run['seconds']:,.0f} | "
-                    f"{run['seconds']:.2f} | {run['memory']['peak_pss_mib']:.0f} | {cpu} | "
+                    f"{run['seconds']:.2f} | {cpu} | "
                     f"{run['memory']['foreign_load']:.0%} |"
                 )
     steps = result["rounds"][0]["reference csv"]["step_seconds"]
@@ -914,7 +964,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=8, help="input objects")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--memory-rows", help="comma-separated row counts of the memory runs (rows/4,rows*4)"
+        "--memory-rows",
+        help="comma-separated row counts of the memory runs besides --rows (rows/4,rows*4)",
     )
     parser.add_argument("--quick", action="store_true", help="100k rows, 1 round, no memory runs")
     parser.add_argument("--skip-ray", action="store_true")

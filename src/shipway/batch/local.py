@@ -98,6 +98,12 @@ class LocalEngine:
         self._job, self._model_dir = job, model_dir
         self._timeout = float(job.invocations_timeout)
         count = job.transform_resources.instance_count
+        runtime = resolve_runtime(job.model.all_containers()[0].image)
+        self._backend.prestart([runtime])
+        if self._backend.warming(runtime):
+            # its zygote is importing: instances forked from it in a moment start sooner
+            # than new interpreters would beside it, and share its memory
+            await self._backend.zygotes_ready(self._startup_timeout)
         self._instances = list(await asyncio.gather(*(self._start_one() for _ in range(count))))
         return await self._execution_parameters(self._instances[0])
 
