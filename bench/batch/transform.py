@@ -49,7 +49,7 @@ Shipway's side includes everything a job does (planning, starting its instances 
 or on Ray, feeding, parts fsynced, outputs assembled); a warm-up job runs first on each server.
 
     .venv/bin/pip install -c constraints.txt -e ".[dev,bench]"  # Ray Data, pyarrow
-    .venv/bin/python bench/batch/transform.py                 # 2M rows, 3 rounds: about 5 min
+    .venv/bin/python bench/batch/transform.py                 # 2M rows, 5 rounds: about 7 min
     .venv/bin/python bench/batch/transform.py --quick         # 100k rows, 1 round, under a minute
     .venv/bin/python bench/batch/transform.py --rows 500000 --rounds 2 --skip-ray
 
@@ -962,7 +962,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--files", type=int, default=8, help="input objects")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--memory-rows",
         help="comma-separated row counts of the memory runs besides --rows (rows/4,rows*4)",
